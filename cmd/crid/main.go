@@ -1,0 +1,143 @@
+// Command crid is a Kubernetes container runtime: it serves the CRI v1 API
+// to the kubelet on a unix socket.
+//
+//	crid [flags]        run the daemon
+//	crid config         print the default configuration, commented
+//	crid version        print the version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/crid-project/crid/internal/config"
+	"github.com/crid-project/crid/internal/image"
+	"github.com/crid-project/crid/internal/server"
+	"github.com/crid-project/crid/internal/store"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "crid:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("crid", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "TOML configuration file")
+	// Flags that override the file; empty means "keep the file's value".
+	overrides := map[string]*string{}
+	for _, f := range []struct{ name, usage string }{
+		{"listen", "CRI endpoint, unix:///path (default " + config.Default().Listen + ")"},
+		{"image-listen", "extra endpoint serving only the ImageService"},
+		{"root", "persistent data directory (default " + config.Default().Root + ")"},
+		{"state", "volatile state directory (default " + config.Default().State + ")"},
+		{"registry-config-dir", "directory of <host>/hosts.toml registry configuration (default " + config.Default().Image.RegistryConfigDir + ")"},
+		{"log-level", "debug, info, warn or error"},
+		{"log-format", "text or json"},
+	} {
+		overrides[f.name] = fs.String(f.name, "", f.usage)
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: crid [flags]\n       crid config    print the default configuration\n       crid version   print the version")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	switch fs.Arg(0) {
+	case "":
+	case "config":
+		_, err := stdout.Write(config.DefaultTOML())
+		return err
+	case "version":
+		fmt.Fprintf(stdout, "crid %s\n", version)
+		return nil
+	default:
+		fs.Usage()
+		return fmt.Errorf("unknown command %q", fs.Arg(0))
+	}
+
+	cfg := config.Default()
+	if *configPath != "" {
+		var err error
+		if cfg, err = config.Load(*configPath); err != nil {
+			return err
+		}
+	}
+	for name, v := range overrides {
+		if *v == "" {
+			continue
+		}
+		switch name {
+		case "listen":
+			cfg.Listen = *v
+		case "image-listen":
+			cfg.ImageListen = *v
+		case "root":
+			cfg.Root = *v
+		case "state":
+			cfg.State = *v
+		case "registry-config-dir":
+			cfg.Image.RegistryConfigDir = *v
+		case "log-level":
+			cfg.LogLevel = *v
+		case "log-format":
+			cfg.LogFormat = *v
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	return serve(cfg, stderr)
+}
+
+func serve(cfg config.Config, logOut io.Writer) error {
+	level, _ := config.ParseLogLevel(cfg.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler = slog.NewTextHandler(logOut, opts)
+	if cfg.LogFormat == "json" {
+		handler = slog.NewJSONHandler(logOut, opts)
+	}
+	log := slog.New(handler)
+	slog.SetDefault(log)
+
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	db, err := store.Open(filepath.Join(cfg.Root, "crid.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	images, err := image.New(cfg.Root, db, cfg.Image, log.With("component", "image"))
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	srv := server.New(cfg, images, version, log)
+	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State)
+	if err := srv.Serve(ctx, 10*time.Second); err != nil {
+		return err
+	}
+	log.Info("crid stopped")
+	return nil
+}

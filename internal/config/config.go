@@ -1,0 +1,169 @@
+// Package config owns crid's configuration: its defaults, the TOML file that
+// overrides them, and validation. The commented default file that
+// `crid config` prints is default.toml, embedded here; a test keeps it equal
+// to Default().
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// DefaultTOML is the full default configuration, commented.
+func DefaultTOML() []byte { return bytes.Clone(defaultTOML) }
+
+// Config is crid's whole configuration.
+type Config struct {
+	// Listen is the CRI endpoint (both services), unix:///path or a path.
+	Listen string `toml:"listen" json:"listen"`
+	// ImageListen optionally serves the ImageService on a second socket too.
+	ImageListen string `toml:"image_listen" json:"image_listen"`
+	// Root holds persistent data (images, metadata); State holds what a
+	// reboot should forget (sockets, runtime state).
+	Root  string `toml:"root" json:"root"`
+	State string `toml:"state" json:"state"`
+
+	LogLevel  string `toml:"log_level" json:"log_level"`
+	LogFormat string `toml:"log_format" json:"log_format"`
+
+	// CgroupDriver is "cgroupfs" or "systemd"; reported to the kubelet by
+	// RuntimeConfig.
+	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
+
+	Image ImageConfig `toml:"image" json:"image"`
+}
+
+// ImageConfig configures the image service.
+type ImageConfig struct {
+	// RegistryConfigDir holds containerd-style <host>/hosts.toml files.
+	RegistryConfigDir string `toml:"registry_config_dir" json:"registry_config_dir"`
+	// PullProgressTimeout cancels a pull that made no progress for this long;
+	// zero disables it.
+	PullProgressTimeout Duration `toml:"pull_progress_timeout" json:"pull_progress_timeout"`
+	// MaxConcurrentDownloads bounds the layers fetched at once per pull.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" json:"max_concurrent_downloads"`
+	// PinnedImages are never removed by the kubelet's image GC.
+	PinnedImages []string `toml:"pinned_images" json:"pinned_images"`
+	// SandboxImage is the pause image used when a pod needs an infra
+	// process; it is pinned too.
+	SandboxImage string `toml:"sandbox_image" json:"sandbox_image"`
+}
+
+// Duration is a time.Duration written as "30s" or "1m" in TOML.
+type Duration time.Duration
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Default returns the built-in configuration.
+func Default() Config {
+	return Config{
+		Listen:       "unix:///run/crid/crid.sock",
+		Root:         "/var/lib/crid",
+		State:        "/run/crid",
+		LogLevel:     "info",
+		LogFormat:    "text",
+		CgroupDriver: "cgroupfs",
+		Image: ImageConfig{
+			RegistryConfigDir:      "/etc/crid/certs.d",
+			PullProgressTimeout:    Duration(time.Minute),
+			MaxConcurrentDownloads: 3,
+			SandboxImage:           "registry.k8s.io/pause:3.10",
+		},
+	}
+}
+
+// Load reads the TOML file at path over the defaults. Unknown keys are
+// errors that name their line: a typo must not silently fall back.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := Parse(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes TOML data over cfg and validates the result.
+func Parse(data []byte, cfg *Config) error {
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return describe(err)
+	}
+	return cfg.Validate()
+}
+
+// describe turns go-toml's errors into one line per problem with its position.
+func describe(err error) error {
+	var strict *toml.StrictMissingError
+	if errors.As(err, &strict) {
+		msgs := make([]string, 0, len(strict.Errors))
+		for i := range strict.Errors {
+			e := &strict.Errors[i]
+			row, col := e.Position()
+			msgs = append(msgs, fmt.Sprintf("line %d column %d: unknown key %q", row, col, strings.Join(e.Key(), ".")))
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, col := de.Position()
+		return fmt.Errorf("line %d column %d: %s", row, col, strings.TrimPrefix(de.Error(), "toml: "))
+	}
+	return err
+}
+
+// Validate checks values the TOML types cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: must not be empty"))
+	}
+	for name, dir := range map[string]string{"root": c.Root, "state": c.State} {
+		if !filepath.IsAbs(dir) {
+			errs = append(errs, fmt.Errorf("%s: %q is not an absolute path", name, dir))
+		}
+	}
+	switch c.CgroupDriver {
+	case "cgroupfs", "systemd":
+	default:
+		errs = append(errs, fmt.Errorf("cgroup_driver: %q is neither cgroupfs nor systemd", c.CgroupDriver))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log_format: %q is neither text nor json", c.LogFormat))
+	}
+	if _, err := ParseLogLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Image.PullProgressTimeout < 0 {
+		errs = append(errs, errors.New("image.pull_progress_timeout: must not be negative"))
+	}
+	if c.Image.MaxConcurrentDownloads < 1 {
+		errs = append(errs, errors.New("image.max_concurrent_downloads: must be at least 1"))
+	}
+	return errors.Join(errs...)
+}

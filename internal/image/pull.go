@@ -106,7 +106,7 @@ func (s *Service) pull(ctx context.Context, named reference.Named, auth *Auth) (
 			errs = append(errs, fmt.Errorf("%s: resolve platform %s: %w", ep.URL, platform, classify(err)))
 			continue
 		}
-		id, err := s.fetch(ctx, named, desc.Digest, img, prog)
+		id, err := s.fetch(ctx, named, digest.Digest(desc.Digest.String()), img, prog)
 		if err != nil {
 			if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 				err = cause
@@ -275,7 +275,7 @@ func (s *Service) writeBlob(dgst string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if d.FromBytes(data) != d {
+	if d.Algorithm().FromBytes(data) != d {
 		return fmt.Errorf("blob %s: content does not match its digest", d)
 	}
 	path := filepath.Join(s.blobDir(), d.Encoded())

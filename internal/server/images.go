@@ -153,7 +153,7 @@ func (s *Server) toCRIImage(img image.Image) *runtimeapi.Image {
 		Id:          img.ID.String(),
 		RepoTags:    img.RepoTags,
 		RepoDigests: img.RepoDigests,
-		Size_:       uint64(img.Size),
+		Size:        uint64(img.Size),
 		Spec:        &runtimeapi.ImageSpec{Image: img.ID.String()},
 		Pinned:      s.images.Pinned(img),
 	}
@@ -164,4 +164,3 @@ func (s *Server) toCRIImage(img image.Image) *runtimeapi.Image {
 	}
 	return out
 }
-

@@ -2,13 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"strings"
 	"time"
 
-	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/errdefs"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -54,7 +55,39 @@ func toStatus(ctx context.Context, err error) error {
 	if ctx.Err() == context.DeadlineExceeded {
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	}
-	return errgrpc.ToGRPC(err)
+	return status.Error(codeOf(err), err.Error())
+}
+
+// codeOf maps crid's error kinds (containerd's errdefs sentinels, wrapped
+// with %w anywhere in the chain) to gRPC codes. errgrpc.ToGRPC does this
+// too, but also serialises error chains as details, which crid does not
+// need and which panics on some joined errors.
+func codeOf(err error) codes.Code {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return codes.Canceled
+	case errdefs.IsInvalidArgument(err):
+		return codes.InvalidArgument
+	case errdefs.IsNotFound(err):
+		return codes.NotFound
+	case errdefs.IsAlreadyExists(err):
+		return codes.AlreadyExists
+	case errdefs.IsFailedPrecondition(err), errdefs.IsConflict(err):
+		return codes.FailedPrecondition
+	case errdefs.IsUnavailable(err):
+		return codes.Unavailable
+	case errdefs.IsUnauthorized(err):
+		return codes.Unauthenticated
+	case errdefs.IsPermissionDenied(err):
+		return codes.PermissionDenied
+	case errdefs.IsResourceExhausted(err):
+		return codes.ResourceExhausted
+	case errdefs.IsNotImplemented(err):
+		return codes.Unimplemented
+	}
+	return codes.Unknown
 }
 
 // readOnly methods are logged at debug level: the kubelet polls them.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what crid and its tests need on Debian, as root: the OCI runtime,
+# monitor and CNI packages, busybox for the test images, and crictl and
+# critest (sigs.k8s.io/cri-tools) built from the Go module proxy.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CRI_TOOLS_VERSION=v1.37.0
+BIN="$PWD/_output/bin"
+export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
+export GOFLAGS=-buildvcs=false
+
+command -v go >/dev/null || { echo "install-deps: Go 1.26+ is needed at /usr/local/go (https://go.dev/dl)"; exit 1; }
+
+packages=(runc crun conmon containernetworking-plugins criu iptables iproute2 busybox)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: apt-get install ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+mkdir -p "$BIN"
+if ! "$BIN/crictl" --version 2>/dev/null | grep -q "$CRI_TOOLS_VERSION"; then
+	echo "install-deps: building crictl $CRI_TOOLS_VERSION"
+	GOBIN="$BIN" go install -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" \
+		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+fi
+if [ ! -x "$BIN/critest" ] || [ "$(cat "$BIN/critest.version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ]; then
+	echo "install-deps: building critest $CRI_TOOLS_VERSION"
+	src=$(go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+	work=$(mktemp -d)
+	trap 'rm -rf "$work"' EXIT
+	cp -r "$src/." "$work/"
+	chmod -R u+w "$work"
+	(cd "$work" && go test -c -o "$BIN/critest" ./cmd/critest)
+	echo "$CRI_TOOLS_VERSION" > "$BIN/critest.version"
+fi

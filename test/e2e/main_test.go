@@ -1,0 +1,191 @@
+// Package e2e drives a real crid, started as its own process, over its CRI
+// socket with crictl and a gRPC client, against the offline test rig's
+// registry. The tests need root; test/run.sh runs them with
+// CRID_E2E_REQUIRED=1 so that a missing tool fails instead of skipping.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+var bin struct{ crid, rig, crictl string }
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	required := os.Getenv("CRID_E2E_REQUIRED") == "1"
+	skip := func(why string) int {
+		if required {
+			fmt.Fprintln(os.Stderr, "e2e:", why)
+			return 1
+		}
+		fmt.Fprintln(os.Stderr, "e2e: skipped:", why)
+		return 0
+	}
+	if os.Getuid() != 0 {
+		return skip("needs root")
+	}
+	top, err := filepath.Abs("../..")
+	if err != nil {
+		return skip(err.Error())
+	}
+	bin.crictl = filepath.Join(top, "_output/bin/crictl")
+	if _, err := os.Stat(bin.crictl); err != nil {
+		if bin.crictl, err = exec.LookPath("crictl"); err != nil {
+			return skip("crictl not found: run hack/install-deps.sh")
+		}
+	}
+	dir, err := os.MkdirTemp("", "crid-e2e-bin-")
+	if err != nil {
+		return skip(err.Error())
+	}
+	defer os.RemoveAll(dir)
+	bin.crid = filepath.Join(dir, "crid")
+	bin.rig = filepath.Join(dir, "rig")
+	for out, pkg := range map[string]string{bin.crid: "./cmd/crid", bin.rig: "./test/rig/cmd/rig"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = top
+		if b, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", pkg, err, b)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// proc is a process a test started; Stop ends it by PID.
+type proc struct {
+	cmd *exec.Cmd
+	out *bytes.Buffer
+}
+
+func start(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), out: &bytes.Buffer{}}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(name), p.out)
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	if p.cmd.ProcessState == nil {
+		p.cmd.Process.Signal(sig)
+		p.cmd.Wait()
+	}
+}
+
+// rig starts the test registry on a free loopback port and returns the
+// hosts.toml directory that points the upstream registries at it.
+func rig(t *testing.T, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	hosts, ready := filepath.Join(dir, "hosts"), filepath.Join(dir, "ready")
+	p := start(t, bin.rig, append([]string{"serve", "--addr", "127.0.0.1:0", "--hosts-dir", hosts, "--ready-file", ready}, args...)...)
+	waitFor(t, ready, p)
+	return hosts
+}
+
+// crid is one crid daemon's directories and process.
+type crid struct {
+	t                       *testing.T
+	root, state, sock, hosts string
+	extra                   []string
+	p                       *proc
+}
+
+func newCrid(t *testing.T, hosts string, extra ...string) *crid {
+	dir := t.TempDir()
+	c := &crid{t: t, root: filepath.Join(dir, "root"), state: filepath.Join(dir, "state"),
+		sock: filepath.Join(dir, "crid.sock"), hosts: hosts, extra: extra}
+	c.start()
+	return c
+}
+
+func (c *crid) start() {
+	c.t.Helper()
+	os.Remove(c.sock)
+	args := append([]string{"--root", c.root, "--state", c.state, "--listen", "unix://" + c.sock,
+		"--registry-config-dir", c.hosts, "--log-level", "debug"}, c.extra...)
+	c.p = start(c.t, bin.crid, args...)
+	waitFor(c.t, c.sock, c.p)
+}
+
+func (c *crid) crictl(args ...string) (string, error) {
+	ep := "unix://" + c.sock
+	cmd := exec.Command(bin.crictl, append([]string{"--runtime-endpoint", ep, "--image-endpoint", ep, "--timeout", "60s"}, args...)...)
+	cmd.Env = append(os.Environ(), "CRI_CONFIG_FILE=/dev/null")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("crictl %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (c *crid) mustCrictl(args ...string) string {
+	c.t.Helper()
+	out, err := c.crictl(args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+func dial(t *testing.T, sock string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func (c *crid) images() runtimeapi.ImageServiceClient {
+	return runtimeapi.NewImageServiceClient(dial(c.t, c.sock))
+}
+
+func waitFor(t *testing.T, path string, p *proc) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if p.cmd.ProcessState != nil || p.cmd.Process.Signal(syscall.Signal(0)) != nil {
+			t.Fatalf("%s exited:\n%s", p.cmd.Path, p.out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready: %s missing", p.cmd.Path, path)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return c
+}

@@ -33,7 +33,7 @@ func TestCrictlImageCommands(t *testing.T) {
 			Size        string
 			RepoDigests []string
 		} `json:"status"`
-		Info   struct {
+		Info struct {
 			ImageSpec struct {
 				Config struct{ Cmd []string }
 			} `json:"imageSpec"`

@@ -110,10 +110,10 @@ func rig(t *testing.T, args ...string) string {
 
 // crid is one crid daemon's directories and process.
 type crid struct {
-	t                       *testing.T
+	t                        *testing.T
 	root, state, sock, hosts string
-	extra                   []string
-	p                       *proc
+	extra                    []string
+	p                        *proc
 }
 
 func newCrid(t *testing.T, hosts string, extra ...string) *crid {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs all of crid's tests, as root on Debian: static checks, unit and fuzz
+# seed tests (with the race detector), end-to-end tests that drive a real
+# crid with crictl, and the CRI validation suite (critest), all offline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/usr/local/go/bin:$PATH" GOFLAGS=-buildvcs=false
+
+bash hack/install-deps.sh
+
+echo "== static checks"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$unformatted" ] || { echo "gofmt needed:"; echo "$unformatted"; exit 1; }
+go vet ./...
+
+echo "== build"
+go build -o _output/bin/crid ./cmd/crid
+go build -o _output/bin/rig ./test/rig/cmd/rig
+
+echo "== unit tests (race detector)"
+go test -count=1 -race ./internal/... ./cmd/...
+
+echo "== end-to-end tests"
+CRID_E2E_REQUIRED=1 go test -count=1 ./test/...
+
+echo "== critest"
+bash test/critest.sh
+echo "== all tests passed"

@@ -537,3 +537,55 @@ func TestStalledPullIsCancelled(t *testing.T) {
 		t.Fatalf("stalled pull took %s to cancel", time.Since(start))
 	}
 }
+
+func TestAuthVariants(t *testing.T) {
+	reg := newTestRegistry(t, "registry.example")
+	reg.push("registry.example/private:v1", randomImage(t, 1))
+	// The registry accepts exactly one credential per test case.
+	var want atomic.Value
+	check := func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") == want.Load().(string) {
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	}
+	reg.intercept.Store(&check)
+	for name, tc := range map[string]struct {
+		auth   Auth
+		header string
+	}{
+		"username and password": {Auth{Username: "alice", Password: "secret"}, "Basic YWxpY2U6c2VjcmV0"},
+		"auth field":            {Auth{Auth: "Ym9iOnB3"}, "Basic Ym9iOnB3"},
+		"registry token":        {Auth{RegistryToken: "tok123"}, "Bearer tok123"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want.Store(tc.header)
+			s := newService(t, t.TempDir(), reg.hostsDir)
+			if _, err := s.Pull(context.Background(), "registry.example/private:v1", &tc.auth); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestPinned(t *testing.T) {
+	reg := newTestRegistry(t, "registry.k8s.io")
+	reg.push("registry.k8s.io/pause:3.10", randomImage(t, 1))
+	reg.push("registry.k8s.io/keep:1", randomImage(t, 1))
+	reg.push("registry.k8s.io/other:1", randomImage(t, 1))
+	s := newService(t, t.TempDir(), reg.hostsDir, func(c *config.ImageConfig) {
+		c.SandboxImage = "registry.k8s.io/pause:3.10"
+		c.PinnedImages = []string{"registry.k8s.io/keep:1"}
+	})
+	for ref, pinned := range map[string]bool{"registry.k8s.io/pause:3.10": true, "registry.k8s.io/keep:1": true, "registry.k8s.io/other:1": false} {
+		if _, err := s.Pull(context.Background(), ref, nil); err != nil {
+			t.Fatal(err)
+		}
+		img, _ := s.Get(ref)
+		if s.Pinned(img) != pinned {
+			t.Errorf("%s pinned = %v", ref, !pinned)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,10 +74,32 @@ func TestCrictlImageCommands(t *testing.T) {
 
 func TestRestartAnswersAsBefore(t *testing.T) {
 	c := newCrid(t, rig(t))
-	for _, ref := range []string{"busybox:1.36", "registry.k8s.io/pause:3.9", "k8s.gcr.io/pause:3.9"} {
+	// Docker and OCI manifests and indexes; gzip, zstd and uncompressed layers.
+	refs := []string{"busybox:1.36", "registry.k8s.io/pause:3.9", "k8s.gcr.io/pause:3.9",
+		"registry.k8s.io/e2e-test-images/httpd:2.4.39-4", "registry.k8s.io/e2e-test-images/nonewprivs:1.3"}
+	for _, ref := range refs {
 		c.mustCrictl("pull", ref)
 	}
 	before := c.mustCrictl("images", "-o", "json")
+
+	stream, err := c.images().StreamImages(ctx(t), &runtimeapi.StreamImagesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamed := 0
+	for {
+		resp, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		streamed += len(resp.Images)
+	}
+	if streamed != len(refs)-1 { // the two pause:3.9 names are one image
+		t.Fatalf("StreamImages sent %d images, want %d", streamed, len(refs)-1)
+	}
 
 	c.p.signal(syscall.SIGTERM)
 	if code := c.p.cmd.ProcessState.ExitCode(); code != 0 {

@@ -18,29 +18,24 @@ import (
 // unaryInterceptor logs every call and maps errors to gRPC codes. It is the
 // only place that does either, so handlers just return wrapped errors.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
-		}
-		err = toStatus(ctx, err)
-		s.logCall(ctx, info.FullMethod, req, start, err)
-	}()
+	defer s.finish(ctx, info.FullMethod, req, time.Now(), &err)
 	return handler(ctx, req)
 }
 
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-	start := time.Now()
-	defer func() {
-		if r := recover(); r != nil {
-			s.log.Error("panic in handler", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
-			err = status.Errorf(codes.Internal, "internal error in %s: %v", info.FullMethod, r)
-		}
-		err = toStatus(ss.Context(), err)
-		s.logCall(ss.Context(), info.FullMethod, nil, start, err)
-	}()
+	defer s.finish(ss.Context(), info.FullMethod, nil, time.Now(), &err)
 	return handler(srv, ss)
+}
+
+// finish runs deferred after a handler: it turns a panic into Internal (bad
+// input must never take the node's runtime down), maps the error and logs.
+func (s *Server) finish(ctx context.Context, method string, req any, start time.Time, errp *error) {
+	if r := recover(); r != nil {
+		s.log.Error("panic in handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+		*errp = status.Errorf(codes.Internal, "internal error in %s: %v", method, r)
+	}
+	*errp = toStatus(ctx, *errp)
+	s.logCall(ctx, method, req, start, *errp)
 }
 
 // toStatus converts err to a gRPC status. A call whose deadline passed

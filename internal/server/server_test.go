@@ -148,3 +148,12 @@ func FuzzHandlers(f *testing.F) {
 		}
 	})
 }
+
+func TestPanicBecomesInternal(t *testing.T) {
+	s := newTestServer(t)
+	_, err := s.unaryInterceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
+		func(context.Context, any) (any, error) { panic("boom") })
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("panicking handler: %v", err)
+	}
+}

@@ -100,6 +100,14 @@ func TestRestartAnswersAsBefore(t *testing.T) {
 	if streamed != len(refs)-1 { // the two pause:3.9 names are one image
 		t.Fatalf("StreamImages sent %d images, want %d", streamed, len(refs)-1)
 	}
+	filtered, err := c.images().ListImages(ctx(t), &runtimeapi.ListImagesRequest{
+		Filter: &runtimeapi.ImageFilter{Image: &runtimeapi.ImageSpec{Image: "k8s.gcr.io/pause:3.9"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(filtered.Images) != 1 || len(filtered.Images[0].RepoTags) != 2 {
+		t.Fatalf("ListImages filtered by k8s.gcr.io/pause:3.9: %v", filtered.Images)
+	}
 
 	c.p.signal(syscall.SIGTERM)
 	if code := c.p.cmd.ProcessState.ExitCode(); code != 0 {

@@ -22,6 +22,11 @@ ns="crid-critest-$$"
 pids=()
 cleanup() {
 	local rc=$?
+	# Containers outlive crid (their conmon is not crid's child): remove
+	# whatever a failed spec left while crid still runs.
+	if [ -S "$work/crid.sock" ]; then
+		ip netns exec "$ns" "$BIN/crictl" --runtime-endpoint "unix://$work/crid.sock" rmp -fa >/dev/null 2>&1 || true
+	fi
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	if [ $rc -ne 0 ]; then
@@ -29,6 +34,8 @@ cleanup() {
 		echo "--- rig log (tail)"; tail -n 20 "$work/rig.log" || true
 	fi
 	ip netns delete "$ns" 2>/dev/null || true
+	# Anything still mounted under $work (a crash mid-test) is unmounted first.
+	grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$work"
 	exit $rc
 }
@@ -51,9 +58,24 @@ ip netns exec "$ns" "$BIN/rig" serve --addr 127.0.0.1:5000 --hosts-dir "$work/ho
 pids+=($!)
 wait_for "$work/rig.ready" rig "${pids[-1]}"
 
+# The pod network: a bridge inside this network namespace, IPAM state in $work.
+mkdir -p "$work/net.d"
+cat >"$work/net.d/10-critest.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "critest",
+  "plugins": [
+    {"type": "bridge", "bridge": "crid0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "dataDir": "$work/ipam", "ranges": [[{"subnet": "10.88.0.0/16"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+  ]
+}
+JSON
+
 sock="$work/crid.sock"
 ip netns exec "$ns" "$BIN/crid" --root "$work/root" --state "$work/state" --listen "unix://$sock" \
-	--registry-config-dir "$work/hosts" >"$work/crid.log" 2>&1 &
+	--registry-config-dir "$work/hosts" --cni-conf-dir "$work/net.d" >"$work/crid.log" 2>&1 &
 pids+=($!)
 wait_for "$sock" crid "${pids[-1]}"
 

@@ -13,13 +13,19 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/crid-project/crid/internal/config"
+	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/image"
+	"github.com/crid-project/crid/internal/network"
+	"github.com/crid-project/crid/internal/oci"
+	"github.com/crid-project/crid/internal/sandbox"
 	"github.com/crid-project/crid/internal/server"
 	"github.com/crid-project/crid/internal/store"
 )
@@ -48,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		{"registry-config-dir", "directory of <host>/hosts.toml registry configuration (default " + config.Default().Image.RegistryConfigDir + ")"},
 		{"log-level", "debug, info, warn or error"},
 		{"log-format", "text or json"},
+		{"cni-conf-dir", "CNI network configuration dir (default " + config.Default().Network.ConfDir + ")"},
+		{"cni-bin-dir", "CNI plugin dirs, colon-separated (default " + strings.Join(config.Default().Network.BinDirs, ":") + ")"},
 	} {
 		overrides[f.name] = fs.String(f.name, "", f.usage)
 	}
@@ -97,6 +105,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			cfg.LogLevel = *v
 		case "log-format":
 			cfg.LogFormat = *v
+		case "cni-conf-dir":
+			cfg.Network.ConfDir = *v
+		case "cni-bin-dir":
+			cfg.Network.BinDirs = strings.Split(*v, ":")
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -126,18 +138,92 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	}
 	defer db.Close()
 
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
 	images, err := image.New(cfg.Root, db, cfg.Image, log.With("component", "image"))
 	if err != nil {
 		return err
 	}
+	rt, err := oci.New(oci.Config{
+		ConmonPath: cfg.ConmonPath,
+		StateDir:   cfg.State,
+		ExitDir:    filepath.Join(cfg.State, "exits"),
+		Log:        log.With("component", "oci"),
+	})
+	if err != nil {
+		return err
+	}
+	net, err := network.New(network.Config{
+		ConfDir:  cfg.Network.ConfDir,
+		BinDirs:  cfg.Network.BinDirs,
+		CacheDir: filepath.Join(cfg.Root, "cni"),
+	}, log.With("component", "network"))
+	if err != nil {
+		return err
+	}
+	defer net.Close()
+	handlers := runtimeHandlers(cfg, log)
+	known := map[string]bool{}
+	for name := range handlers {
+		known[name] = true
+	}
+	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, Handlers: known}, db, net, log.With("component", "sandbox"))
+	if err != nil {
+		return err
+	}
+	containers, err := container.New(container.Config{
+		RootDir:        cfg.Root,
+		StateDir:       cfg.State,
+		CgroupDriver:   cfg.CgroupDriver,
+		Handlers:       handlers,
+		DefaultHandler: cfg.DefaultRuntime,
+		SandboxImage:   cfg.Image.SandboxImage,
+	}, db, rt, images, pods, log.With("component", "container"))
+	if err != nil {
+		return err
+	}
+	pods.Containers = containers
+	pods.Infra = containers
+	images.InUse = containers.InUse
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	srv := server.New(cfg, images, version, log)
+	// Reconcile before serving: adopt what runs, record exits that happened
+	// while crid was down, roll back what a crash interrupted.
+	if err := containers.Recover(ctx); err != nil {
+		log.Error("recovering containers", "error", err)
+	}
+	if err := pods.Recover(ctx); err != nil {
+		log.Error("recovering pod sandboxes", "error", err)
+	}
+	go containers.WatchExits(ctx)
+
+	srv := server.New(cfg, server.Services{Images: images, Pods: pods, Containers: containers}, version, log)
 	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State)
 	if err := srv.Serve(ctx, 10*time.Second); err != nil {
 		return err
 	}
 	log.Info("crid stopped")
 	return nil
+}
+
+// runtimeHandlers resolves the configured OCI runtimes; one whose binary is
+// missing is left out with a warning rather than failing every pod.
+func runtimeHandlers(cfg config.Config, log *slog.Logger) map[string]oci.Handler {
+	out := map[string]oci.Handler{}
+	for name, r := range cfg.Runtimes {
+		path, err := exec.LookPath(r.Path)
+		if err != nil {
+			log.Warn("runtime handler unavailable", "handler", name, "path", r.Path, "error", err)
+			continue
+		}
+		root := r.Root
+		if root == "" {
+			root = filepath.Join(cfg.State, name)
+		}
+		out[name] = oci.Handler{Name: name, Path: path, Root: root, Args: r.Args, SystemdCgroup: cfg.CgroupDriver == "systemd"}
+	}
+	if h, ok := out[cfg.DefaultRuntime]; ok {
+		out[""] = h
+	}
+	return out
 }

@@ -42,6 +42,34 @@ type Config struct {
 	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
 
 	Image ImageConfig `toml:"image" json:"image"`
+
+	// DefaultRuntime names the runtime handler pods get when the kubelet
+	// asks for none (RuntimeClass unset).
+	DefaultRuntime string `toml:"default_runtime" json:"default_runtime"`
+	// Runtimes are the runtime handlers (RuntimeClass handler names).
+	Runtimes map[string]Runtime `toml:"runtimes" json:"runtimes"`
+	// ConmonPath is the container monitor binary.
+	ConmonPath string `toml:"conmon" json:"conmon"`
+	// ShmSize is the size of each pod's /dev/shm, in bytes.
+	ShmSize int64 `toml:"shm_size" json:"shm_size"`
+
+	Network NetworkConfig `toml:"network" json:"network"`
+}
+
+// Runtime is one runtime handler: an OCI runtime binary and its options.
+type Runtime struct {
+	// Path of the OCI runtime binary (looked up in PATH when relative).
+	Path string `toml:"path" json:"path"`
+	// Root is the runtime's state dir (--root); default <state>/<handler>.
+	Root string `toml:"root" json:"root"`
+	// Args are extra global arguments for the runtime.
+	Args []string `toml:"args" json:"args"`
+}
+
+// NetworkConfig configures pod networking through CNI.
+type NetworkConfig struct {
+	ConfDir string   `toml:"conf_dir" json:"conf_dir"`
+	BinDirs []string `toml:"bin_dirs" json:"bin_dirs"`
 }
 
 // ImageConfig configures the image service.
@@ -88,6 +116,17 @@ func Default() Config {
 			PullProgressTimeout:    Duration(time.Minute),
 			MaxConcurrentDownloads: 3,
 			SandboxImage:           "registry.k8s.io/pause:3.10",
+		},
+		DefaultRuntime: "runc",
+		Runtimes: map[string]Runtime{
+			"runc": {Path: "runc"},
+			"crun": {Path: "crun"},
+		},
+		ConmonPath: "conmon",
+		ShmSize:    64 << 20,
+		Network: NetworkConfig{
+			ConfDir: "/etc/cni/net.d",
+			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
 		},
 	}
 }
@@ -161,6 +200,17 @@ func (c *Config) Validate() error {
 	}
 	if c.Image.PullProgressTimeout < 0 {
 		errs = append(errs, errors.New("image.pull_progress_timeout: must not be negative"))
+	}
+	if _, ok := c.Runtimes[c.DefaultRuntime]; !ok {
+		errs = append(errs, fmt.Errorf("default_runtime: %q is not among [runtimes]", c.DefaultRuntime))
+	}
+	for name, r := range c.Runtimes {
+		if name == "" || r.Path == "" {
+			errs = append(errs, fmt.Errorf("runtimes.%s: a name and a path are required", name))
+		}
+	}
+	if c.ShmSize <= 0 {
+		errs = append(errs, errors.New("shm_size: must be positive"))
 	}
 	if c.Image.MaxConcurrentDownloads < 1 {
 		errs = append(errs, errors.New("image.max_concurrent_downloads: must be at least 1"))

@@ -101,6 +101,12 @@ func (s *Service) Remove(ctx context.Context, ref string) error {
 		s.mu.Unlock()
 		return err
 	}
+	if s.InUse != nil {
+		if cid, ok := s.InUse(img.ID); ok {
+			s.mu.Unlock()
+			return fmt.Errorf("image %s is in use by container %s: %w", img.ID, cid, errdefs.ErrFailedPrecondition)
+		}
+	}
 	used := map[digest.Digest]bool{}
 	for id, other := range s.images {
 		if id == img.ID {

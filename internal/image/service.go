@@ -70,6 +70,10 @@ type Service struct {
 	layers  map[digest.Digest]Layer
 	pulling map[digest.Digest]int // diffIDs in use by pulls not yet committed
 
+	// InUse, when set, names a container using the image: its layers are
+	// that container's overlayfs lower dirs, so the image must stay.
+	InUse func(id digest.Digest) (containerID string, used bool)
+
 	pulls   flights[string, pullResult]
 	unpacks flights[digest.Digest, Layer]
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -26,17 +27,13 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 }
 
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	netReady, reason, message := s.pods.NetworkReady()
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
 			{Type: runtimeapi.RuntimeReady, Status: true},
-			{
-				Type:    runtimeapi.NetworkReady,
-				Status:  false,
-				Reason:  "NetworkPluginNotReady",
-				Message: "crid: no CNI network is configured",
-			},
+			{Type: runtimeapi.NetworkReady, Status: netReady, Reason: reason, Message: message},
 		}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}},
+		RuntimeHandlers: s.runtimeHandlers(),
 	}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)
@@ -54,4 +51,32 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 		driver = runtimeapi.CgroupDriver_SYSTEMD
 	}
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
+}
+
+// runtimeHandlers lists the configured handlers, the default one also under
+// the empty name the kubelet uses for pods without a RuntimeClass.
+func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
+	names := []string{""}
+	for name := range s.cfg.Runtimes {
+		names = append(names, name)
+	}
+	sort.Strings(names[1:])
+	out := make([]*runtimeapi.RuntimeHandler, 0, len(names))
+	for _, n := range names {
+		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	}
+	return out
+}
+
+// UpdatePodSandboxResources is informational for crid: the kubelet owns the
+// pod-level cgroup and has already resized it; containers are updated with
+// UpdateContainerResources.
+func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
+	if req.GetPodSandboxId() == "" {
+		return nil, invalid("pod_sandbox_id", "required")
+	}
+	if _, err := s.pods.Get(req.GetPodSandboxId()); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil
 }

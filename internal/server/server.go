@@ -28,17 +28,26 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	cfg     config.Config
-	images  imageService
-	log     *slog.Logger
-	version string
+	cfg        config.Config
+	images     imageService
+	pods       sandboxService
+	containers containerService
+	log        *slog.Logger
+	version    string
 
 	grpcs []*grpc.Server
 }
 
+// Services are the packages the handlers delegate to.
+type Services struct {
+	Images     imageService
+	Pods       sandboxService
+	Containers containerService
+}
+
 // New returns a server over the given services.
-func New(cfg config.Config, images imageService, version string, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, images: images, log: log, version: version}
+func New(cfg config.Config, svc Services, version string, log *slog.Logger) *Server {
+	return &Server{cfg: cfg, images: svc.Images, pods: svc.Pods, containers: svc.Containers, log: log, version: version}
 }
 
 // maxMsgSize matches the kubelet's client limit.

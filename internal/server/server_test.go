@@ -16,12 +16,18 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/config"
+	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/image"
+	"github.com/crid-project/crid/internal/network"
+	"github.com/crid-project/crid/internal/oci"
+	"github.com/crid-project/crid/internal/sandbox"
 	"github.com/crid-project/crid/internal/store"
 )
 
-// newTestServer returns a server over a real, empty image store whose every
-// registry is a closed port, so pulls fail fast and nothing leaves the host.
+// newTestServer returns a server over real services with empty stores:
+// every registry is a closed port, so pulls fail fast and nothing leaves the
+// host, and the CNI config dir is empty, so pods fail at network setup and
+// are rolled back.
 func newTestServer(t testing.TB) *Server {
 	t.Helper()
 	root := t.TempDir()
@@ -36,14 +42,35 @@ func newTestServer(t testing.TB) *Server {
 	}
 	t.Cleanup(func() { db.Close() })
 	cfg := config.Default()
-	cfg.Root = root
+	cfg.Root, cfg.State = filepath.Join(root, "root"), filepath.Join(root, "state")
 	cfg.Image.RegistryConfigDir = filepath.Join(root, "hosts")
+	cfg.Network.ConfDir = filepath.Join(root, "net.d")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	images, err := image.New(root, db, cfg.Image, log)
+	images, err := image.New(cfg.Root, db, cfg.Image, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(cfg, images, "test", log)
+	rt, err := oci.New(oci.Config{ConmonPath: "conmon", StateDir: cfg.State, ExitDir: filepath.Join(cfg.State, "exits"), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	net, err := network.New(network.Config{ConfDir: cfg.Network.ConfDir, BinDirs: cfg.Network.BinDirs, CacheDir: filepath.Join(root, "cni")}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { net.Close() })
+	runc := oci.Handler{Name: "runc", Path: "runc", Root: filepath.Join(cfg.State, "runc")}
+	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, Handlers: map[string]bool{"": true, "runc": true}}, db, net, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctrs, err := container.New(container.Config{RootDir: cfg.Root, StateDir: cfg.State, CgroupDriver: "cgroupfs",
+		Handlers: map[string]oci.Handler{"": runc, "runc": runc}, DefaultHandler: "runc"}, db, rt, images, pods, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods.Containers, pods.Infra = ctrs, ctrs
+	return New(cfg, Services{Images: images, Pods: pods, Containers: ctrs}, "test", log)
 }
 
 // call invokes a unary method the way gRPC does, through the interceptor,
@@ -79,7 +106,7 @@ func TestEveryMethodAnswersEmptyRequest(t *testing.T) {
 			t.Errorf("%s: error %v is not a gRPC status", name, err)
 		}
 		switch status.Code(err) {
-		case codes.OK, codes.InvalidArgument, codes.Unimplemented:
+		case codes.OK, codes.InvalidArgument, codes.Unimplemented, codes.NotFound:
 		default:
 			t.Errorf("%s with an empty request: %v", name, err)
 		}

@@ -1,0 +1,286 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crid-project/crid/internal/container/spec"
+	"github.com/crid-project/crid/internal/namespaces"
+	"github.com/crid-project/crid/internal/oci"
+	"github.com/crid-project/crid/internal/sandbox"
+)
+
+// Create creates a container in pod podID and returns its ID. A retry of a
+// create that is in flight or finished after its caller gave up returns the
+// same ID.
+func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error) {
+	switch {
+	case podID == "":
+		return "", fmt.Errorf("pod_sandbox_id: required: %w", errdefs.ErrInvalidArgument)
+	case cfg.GetMetadata().GetName() == "":
+		return "", fmt.Errorf("config.metadata.name: required: %w", errdefs.ErrInvalidArgument)
+	case cfg.GetImage().GetImage() == "":
+		return "", fmt.Errorf("config.image.image: required: %w", errdefs.ErrInvalidArgument)
+	}
+	if p := cfg.GetLogPath(); p != "" && (filepath.IsAbs(p) || hasDotDot(p)) {
+		return "", fmt.Errorf("config.log_path %q: must be relative to the pod's log directory, without '..': %w", p, errdefs.ErrInvalidArgument)
+	}
+	sb, err := m.sandboxes.Get(podID)
+	if err != nil {
+		return "", err
+	}
+	if sb.State != sandbox.StateReady {
+		return "", fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	md := sb.PodConfig().GetMetadata()
+	name := strings.Join([]string{cfg.GetMetadata().GetName(), md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(cfg.GetMetadata().GetAttempt())}, "_")
+	id := sandbox.NewID()
+	res, existing, err := m.names.Reserve(ctx, name, id)
+	if err != nil {
+		return "", err
+	}
+	if existing != "" {
+		return existing, nil
+	}
+	err = m.create(ctx, id, name, &sb, cfg, false)
+	res.Done(err, ctx.Err() != nil)
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func hasDotDot(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig, infra bool) (retErr error) {
+	start := time.Now()
+	img, err := m.images.Get(cfg.GetImage().GetImage())
+	if err != nil {
+		if errdefs.IsNotFound(err) {
+			return fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
+		}
+		return err
+	}
+	rawImg, err := m.images.Config(img)
+	if err != nil {
+		return fmt.Errorf("image config: %w", err)
+	}
+	var imgCfg ocispec.Image
+	if err := json.Unmarshal(rawImg, &imgCfg); err != nil {
+		return fmt.Errorf("image config: %w", err)
+	}
+	h, err := m.handler(sb.RuntimeHandler)
+	if err != nil {
+		return err
+	}
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	c := &Container{
+		ID:         id,
+		SandboxID:  sb.ID,
+		Name:       name,
+		Config:     raw,
+		ImageID:    img.ID,
+		ImageName:  cfg.GetImage().GetImage(),
+		Handler:    h.Name,
+		State:      StateCreating,
+		CreatedAt:  time.Now(),
+		StopSignal: int(spec.StopSignal(imgCfg.Config)),
+		Infra:      infra,
+		config:     cfg,
+	}
+	if usn := cfg.GetImage().GetUserSpecifiedImage(); usn != "" {
+		c.ImageName = usn
+	}
+	if r := cfg.GetLinux().GetResources(); r != nil {
+		c.Resources, _ = proto.Marshal(r)
+	}
+	if dir := sb.PodConfig().GetLogDirectory(); dir != "" && cfg.GetLogPath() != "" {
+		c.LogPath = filepath.Join(dir, cfg.GetLogPath())
+	}
+	if err := m.save(c); err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := m.cleanup(cctx, c); err != nil {
+				m.log.Error("roll back container", "container", id, "pod", sb.ID, "error", err)
+				return
+			}
+			if err := m.delete(c); err != nil {
+				m.log.Error("roll back container", "container", id, "pod", sb.ID, "error", err)
+			}
+		}
+	}()
+
+	if err := m.mountRootfs(c, img.Layers); err != nil {
+		return err
+	}
+	c.RootfsMounted = true
+	if err := m.save(c); err != nil {
+		return err
+	}
+	if c.LogPath != "" {
+		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+			return fmt.Errorf("create log dir: %w", err)
+		}
+	}
+
+	s, user, err := spec.Build(spec.Input{
+		ID:                 id,
+		Config:             cfg,
+		Sandbox:            sb.PodConfig(),
+		Image:              imgCfg.Config,
+		RootFS:             m.rootfsDir(id),
+		Namespaces:         namespacePaths(sb, cfg),
+		CgroupsPath:        m.cgroupsPath(sb, id),
+		HostCapabilities:   m.host.capabilities,
+		MinOOMScoreAdj:     m.host.minOOMScoreAdj,
+		SwapLimitSupported: m.host.swapLimit,
+		ShmPath:            sb.Shm(),
+		ResolvConfPath:     sb.ResolvConf(),
+		HostsPath:          sb.Hosts(),
+		HostnamePath:       sb.Hostname(),
+	})
+	if err != nil {
+		return err
+	}
+	if user != nil {
+		c.User, _ = proto.Marshal(user)
+	}
+	if err := writeSpec(m.bundleDir(id), s); err != nil {
+		return err
+	}
+	specDone := time.Now()
+
+	c.OCICreated = true // from here a runc delete is owed, even if Create fails halfway
+	if err := m.save(c); err != nil {
+		return err
+	}
+	pid, err := m.rt.Create(ctx, oci.CreateOptions{
+		ID:        id,
+		Handler:   h,
+		Bundle:    m.bundleDir(id),
+		LogPath:   c.LogPath,
+		Terminal:  cfg.GetTty(),
+		Stdin:     cfg.GetStdin(),
+		StdinOnce: cfg.GetStdinOnce(),
+	})
+	if err != nil {
+		return fmt.Errorf("create container: %w", err)
+	}
+	c.Pid = pid
+	c.State = StateCreated
+	if err := m.save(c); err != nil {
+		return err
+	}
+	m.names.Load(name, id)
+	m.log.Info("container created", "container", id, "pod", sb.ID, "name", cfg.GetMetadata().GetName(),
+		"spec", specDone.Sub(start), "runtime", time.Since(specDone))
+	return nil
+}
+
+// namespacePaths are the pod namespaces the container joins.
+func namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) spec.NamespacePaths {
+	p := spec.NamespacePaths{
+		Net: sb.Namespaces[namespaces.Net],
+		IPC: sb.Namespaces[namespaces.IPC],
+		UTS: sb.Namespaces[namespaces.UTS],
+	}
+	if sb.InfraPID > 0 && cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD {
+		p.PID = fmt.Sprintf("/proc/%d/ns/pid", sb.InfraPID)
+	}
+	return p
+}
+
+// cgroupsPath places the container under its pod's cgroup parent.
+func (m *Manager) cgroupsPath(sb *sandbox.Sandbox, id string) string {
+	parent := sb.CgroupParent
+	if m.cfg.CgroupDriver == "systemd" {
+		if parent == "" {
+			parent = "system.slice"
+		}
+		return filepath.Base(parent) + ":crid:" + id
+	}
+	if parent == "" {
+		parent = "/crid"
+	}
+	return filepath.Join(parent, "crid-"+id)
+}
+
+func writeSpec(bundle string, s any) error {
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode OCI spec: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("write OCI spec: %w", err)
+	}
+	return nil
+}
+
+// mountRootfs mounts the image layers (read-only lower dirs, top first) with
+// the container's own upper dir.
+func (m *Manager) mountRootfs(c *Container, layers []digest.Digest) error {
+	upper, work := filepath.Join(m.layerDir(c.ID), "upper"), filepath.Join(m.layerDir(c.ID), "work")
+	for _, d := range []string{upper, work, m.rootfsDir(c.ID)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("create rootfs dirs: %w", err)
+		}
+	}
+	lowers := make([]string, 0, len(layers))
+	for i := len(layers) - 1; i >= 0; i-- {
+		lowers = append(lowers, m.images.LayerDir(layers[i]))
+	}
+	if len(lowers) == 0 {
+		// An image without layers: overlayfs wants at least one lower dir.
+		empty := filepath.Join(m.layerDir(c.ID), "empty")
+		if err := os.MkdirAll(empty, 0o755); err != nil {
+			return err
+		}
+		lowers = append(lowers, empty)
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
+	if len(opts) >= unix.Getpagesize() {
+		return fmt.Errorf("image has too many layers (%d) for one overlay mount: %w", len(layers), errdefs.ErrNotImplemented)
+	}
+	if err := unix.Mount("overlay", m.rootfsDir(c.ID), "overlay", 0, opts); err != nil {
+		return fmt.Errorf("mount container rootfs: %w", err)
+	}
+	return nil
+}
+
+func unmount(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package oci
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// joinCgroup moves pid into the cgroupfs path parent in every mounted
+// cgroup hierarchy (v1 controllers and the v2 unified one), creating the
+// cgroup where it is missing.
+func joinCgroup(pid int, parent string) error {
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return err
+	}
+	for _, m := range mounts {
+		dir := filepath.Join(m.point, filepath.Clean("/"+parent))
+		if err := mkdirCgroup(m, dir); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			return fmt.Errorf("join %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+type cgroupMount struct {
+	point  string
+	cpuset bool
+}
+
+func cgroupMounts() ([]cgroupMount, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []cgroupMount
+	seen := map[string]bool{}
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		// ... mountpoint ... - fstype source superoptions
+		fields := strings.Fields(s.Text())
+		sep := -1
+		for i, f := range fields {
+			if f == "-" {
+				sep = i
+				break
+			}
+		}
+		if sep < 0 || sep+3 >= len(fields) || len(fields) < 5 {
+			continue
+		}
+		fstype := fields[sep+1]
+		if fstype != "cgroup" && fstype != "cgroup2" {
+			continue
+		}
+		point := fields[4]
+		if seen[point] {
+			continue
+		}
+		seen[point] = true
+		cpuset := fstype == "cgroup" && hasOpt(fields[sep+3], "cpuset")
+		out = append(out, cgroupMount{point: point, cpuset: cpuset})
+	}
+	return out, s.Err()
+}
+
+func hasOpt(opts, opt string) bool {
+	for _, o := range strings.Split(opts, ",") {
+		if o == opt {
+			return true
+		}
+	}
+	return false
+}
+
+// mkdirCgroup creates dir and, in a v1 cpuset hierarchy, copies cpus and
+// mems from the parent: a new cpuset is empty and refuses tasks.
+func mkdirCgroup(m cgroupMount, dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if dir != m.point {
+		if err := mkdirCgroup(m, filepath.Dir(dir)); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
+		return fmt.Errorf("create cgroup %s: %w", dir, err)
+	}
+	if m.cpuset {
+		for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(dir), f))
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0); err != nil {
+				return fmt.Errorf("init %s: %w", dir, err)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,273 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crid-project/crid/internal/namespaces"
+	"github.com/crid-project/crid/internal/network"
+)
+
+// NewID returns a random 64-hex-digit ID, as the kubelet expects of runtimes.
+func NewID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Run creates a pod sandbox and returns its ID. A retry of a create that is
+// in flight or finished after its caller gave up returns the same ID.
+func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, handler string) (string, error) {
+	md := cfg.GetMetadata()
+	switch {
+	case md.GetName() == "":
+		return "", fmt.Errorf("config.metadata.name: required: %w", errdefs.ErrInvalidArgument)
+	case md.GetNamespace() == "":
+		return "", fmt.Errorf("config.metadata.namespace: required: %w", errdefs.ErrInvalidArgument)
+	case md.GetUid() == "":
+		return "", fmt.Errorf("config.metadata.uid: required: %w", errdefs.ErrInvalidArgument)
+	}
+	if handler != "" && !m.cfg.Handlers[handler] {
+		return "", fmt.Errorf("runtime handler %q is not configured: %w", handler, errdefs.ErrInvalidArgument)
+	}
+	if err := validatePodPaths(cfg); err != nil {
+		return "", err
+	}
+	name := strings.Join([]string{md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(md.GetAttempt())}, "_")
+	id := NewID()
+	res, existing, err := m.names.Reserve(ctx, name, id)
+	if err != nil {
+		return "", err
+	}
+	if existing != "" {
+		return existing, nil
+	}
+	err = m.run(ctx, id, name, cfg, handler)
+	res.Done(err, ctx.Err() != nil)
+	if err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func validatePodPaths(cfg *runtimeapi.PodSandboxConfig) error {
+	if d := cfg.GetLogDirectory(); d != "" && (!filepath.IsAbs(d) || hasDotDot(d)) {
+		return fmt.Errorf("config.log_directory %q: must be an absolute path without '..': %w", d, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func hasDotDot(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodSandboxConfig, handler string) (retErr error) {
+	raw, err := proto.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	sb := &Sandbox{
+		ID:             id,
+		Name:           name,
+		Config:         raw,
+		RuntimeHandler: handler,
+		State:          StateCreating,
+		CreatedAt:      time.Now(),
+		Dir:            filepath.Join(m.cfg.StateDir, "sandboxes", id),
+		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
+		config:         cfg,
+	}
+	// The intent record comes first: whatever follows, a crash is undone
+	// at the next start from what this record (and later saves) say.
+	if err := m.save(sb); err != nil {
+		return err
+	}
+	defer func() {
+		if retErr != nil {
+			// Roll back on a context of its own: a kubelet timeout must not
+			// leave half a pod.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if err := m.teardown(cctx, sb); err != nil {
+				m.log.Error("roll back pod sandbox", "pod", id, "error", err)
+				return
+			}
+			if err := m.delete(sb); err != nil {
+				m.log.Error("roll back pod sandbox", "pod", id, "error", err)
+			}
+		}
+	}()
+	start := time.Now()
+	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
+		return fmt.Errorf("create sandbox dir: %w", err)
+	}
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
+	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
+	hostname := cfg.GetHostname()
+	if hostNet {
+		if hostname, err = os.Hostname(); err != nil {
+			return err
+		}
+	}
+	if err := writePodFiles(sb, cfg, hostNet, hostname); err != nil {
+		return err
+	}
+
+	var kinds []namespaces.Kind
+	if !hostNet {
+		// A host-network pod keeps the host's UTS namespace too, as in Kubernetes.
+		kinds = append(kinds, namespaces.Net, namespaces.UTS)
+	}
+	if !hostIPC {
+		kinds = append(kinds, namespaces.IPC)
+	}
+	if len(kinds) > 0 {
+		pinned, err := namespaces.Create(sb.nsDir(), kinds, hostname)
+		if err != nil {
+			return fmt.Errorf("create pod namespaces: %w", err)
+		}
+		sb.Namespaces = pinned
+		if err := m.save(sb); err != nil {
+			return err
+		}
+	}
+	if !hostIPC {
+		if err := mountShm(sb.shmDir(), m.cfg.ShmSize); err != nil {
+			return err
+		}
+		sb.ShmMounted = true
+		if err := m.save(sb); err != nil {
+			return err
+		}
+	}
+	nsDone := time.Now()
+
+	if !hostNet {
+		sb.Network = true // DEL is owed from here on, even if ADD fails halfway
+		if err := m.save(sb); err != nil {
+			return err
+		}
+		res, err := m.net.Setup(ctx, podNetwork(sb))
+		if err != nil {
+			return fmt.Errorf("set up pod network: %w", err)
+		}
+		for _, ip := range res.IPs {
+			sb.IPs = append(sb.IPs, ip.String())
+		}
+	}
+	netDone := time.Now()
+
+	if nsOpts.GetPid() == runtimeapi.NamespaceMode_POD {
+		if m.Infra == nil {
+			return fmt.Errorf("a pod-wide PID namespace needs an infra process: %w", errdefs.ErrNotImplemented)
+		}
+		infraID, pid, err := m.Infra.StartInfra(ctx, sb)
+		if err != nil {
+			return fmt.Errorf("start infra process: %w", err)
+		}
+		sb.InfraID, sb.InfraPID = infraID, pid
+	}
+
+	sb.State = StateReady
+	if err := m.save(sb); err != nil {
+		return err
+	}
+	m.names.Load(name, id)
+	m.log.Info("pod sandbox ready", "pod", id, "name", name, "ips", sb.IPs,
+		"namespaces", nsDone.Sub(start), "network", netDone.Sub(nsDone), "total", time.Since(start))
+	return nil
+}
+
+func podNetwork(sb *Sandbox) network.PodNetwork {
+	cfg := sb.PodConfig()
+	md := cfg.GetMetadata()
+	pn := network.PodNetwork{
+		ID:        sb.ID,
+		Name:      md.GetName(),
+		Namespace: md.GetNamespace(),
+		UID:       md.GetUid(),
+		NetNS:     sb.Namespaces[namespaces.Net],
+	}
+	for _, pm := range cfg.GetPortMappings() {
+		if pm.GetHostPort() <= 0 {
+			continue
+		}
+		proto := strings.ToLower(pm.GetProtocol().String())
+		pn.PortMappings = append(pn.PortMappings, network.PortMapping{
+			Protocol:      proto,
+			ContainerPort: pm.GetContainerPort(),
+			HostPort:      pm.GetHostPort(),
+			HostIP:        pm.GetHostIp(),
+		})
+	}
+	return pn
+}
+
+// writePodFiles writes resolv.conf, hosts and hostname for the pod's
+// containers to bind-mount.
+func writePodFiles(sb *Sandbox, cfg *runtimeapi.PodSandboxConfig, hostNet bool, hostname string) error {
+	var resolv []byte
+	if dns := cfg.GetDnsConfig(); dns != nil && (len(dns.GetServers()) > 0 || len(dns.GetSearches()) > 0 || len(dns.GetOptions()) > 0) {
+		var b strings.Builder
+		if s := dns.GetSearches(); len(s) > 0 {
+			fmt.Fprintf(&b, "search %s\n", strings.Join(s, " "))
+		}
+		for _, s := range dns.GetServers() {
+			fmt.Fprintf(&b, "nameserver %s\n", s)
+		}
+		if o := dns.GetOptions(); len(o) > 0 {
+			fmt.Fprintf(&b, "options %s\n", strings.Join(o, " "))
+		}
+		resolv = []byte(b.String())
+	} else {
+		var err error
+		if resolv, err = os.ReadFile("/etc/resolv.conf"); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	hosts := []byte("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n")
+	if hostNet {
+		if h, err := os.ReadFile("/etc/hosts"); err == nil {
+			hosts = h
+		}
+	}
+	for path, data := range map[string][]byte{
+		sb.ResolvConf(): resolv,
+		sb.Hosts():      hosts,
+		sb.Hostname():   []byte(hostname + "\n"),
+	} {
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			return fmt.Errorf("write pod file: %w", err)
+		}
+	}
+	return nil
+}
+
+func mountShm(path string, size int64) error {
+	if err := os.MkdirAll(path, 0o755); err != nil {
+		return err
+	}
+	opts := fmt.Sprintf("mode=1777,size=%d", size)
+	if err := unix.Mount("shm", path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("mount pod /dev/shm: %w", err)
+	}
+	return nil
+}

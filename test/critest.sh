@@ -4,7 +4,10 @@
 # critest pulls images by their upstream names, and its host-network specs
 # listen on all addresses: so the test rig's registry, crid and critest all
 # run inside a network namespace made here and deleted on exit; crid's
-# registry configuration sends the upstream registries to the rig.
+# registry configuration sends the upstream registries to the rig. They
+# enter it with nsenter, not `ip netns exec`: that one also makes a mount
+# namespace with a fresh /sys, which hides the cgroup mounts runc needs and
+# the host mounts the propagation specs share.
 #
 #   test/critest.sh                       # the groups crid implements
 #   CRITEST_FOCUS='Image Manager' test/critest.sh
@@ -25,7 +28,7 @@ cleanup() {
 	# Containers outlive crid (their conmon is not crid's child): remove
 	# whatever a failed spec left while crid still runs.
 	if [ -S "$work/crid.sock" ]; then
-		ip netns exec "$ns" "$BIN/crictl" --runtime-endpoint "unix://$work/crid.sock" rmp -fa >/dev/null 2>&1 || true
+		nsenter --net="/run/netns/$ns" "$BIN/crictl" --runtime-endpoint "unix://$work/crid.sock" rmp -fa >/dev/null 2>&1 || true
 	fi
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
@@ -53,7 +56,7 @@ wait_for() { # wait_for FILE WHAT PID
 ip netns add "$ns"
 ip netns exec "$ns" ip link set lo up
 
-ip netns exec "$ns" "$BIN/rig" serve --addr 127.0.0.1:5000 --hosts-dir "$work/hosts" \
+nsenter --net="/run/netns/$ns" "$BIN/rig" serve --addr 127.0.0.1:5000 --hosts-dir "$work/hosts" \
 	--ready-file "$work/rig.ready" >"$work/rig.log" 2>&1 &
 pids+=($!)
 wait_for "$work/rig.ready" rig "${pids[-1]}"
@@ -74,10 +77,10 @@ cat >"$work/net.d/10-critest.conflist" <<JSON
 JSON
 
 sock="$work/crid.sock"
-ip netns exec "$ns" "$BIN/crid" --root "$work/root" --state "$work/state" --listen "unix://$sock" \
+nsenter --net="/run/netns/$ns" "$BIN/crid" --root "$work/root" --state "$work/state" --listen "unix://$sock" \
 	--registry-config-dir "$work/hosts" --cni-conf-dir "$work/net.d" >"$work/crid.log" 2>&1 &
 pids+=($!)
 wait_for "$sock" crid "${pids[-1]}"
 
-ip netns exec "$ns" "$BIN/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
+nsenter --net="/run/netns/$ns" "$BIN/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
 	-ginkgo.focus="$FOCUS" -ginkgo.skip="$SKIP" -ginkgo.no-color "$@"

@@ -111,6 +111,7 @@ type Manager struct {
 	names     *names.Registry
 	log       *slog.Logger
 	host      hostFacts
+	rro       map[string]bool // handler → supports recursive read-only mounts
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -128,6 +129,10 @@ func New(cfg Config, db *store.Store, rt *oci.Runtime, images Images, sandboxes 
 		cfg: cfg, db: db, rt: rt, images: images, sandboxes: sandboxes,
 		names: names.New(), log: log, host: host,
 		containers: map[string]*Container{}, exited: map[string]chan struct{}{},
+	}
+	m.rro = map[string]bool{}
+	for name, h := range cfg.Handlers {
+		m.rro[name] = runtimeFeatures(h.Path)
 	}
 	err = db.View(func(tx *store.Tx) error {
 		all, err := store.List[Container](tx, bucket)
@@ -150,6 +155,10 @@ func New(cfg Config, db *store.Store, rt *oci.Runtime, images Images, sandboxes 
 	}
 	return m, nil
 }
+
+// SupportsRRO reports whether the runtime handler can make recursively
+// read-only mounts (the kubelet asks for them only when Status says so).
+func (m *Manager) SupportsRRO(handler string) bool { return m.rro[handler] }
 
 func (m *Manager) handler(name string) (oci.Handler, error) {
 	if name == "" {

@@ -152,6 +152,9 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 
 	s, user, err := spec.Build(spec.Input{
 		ID:                 id,
+		SandboxID:          sb.ID,
+		ImageName:          c.ImageName,
+		SupportsRRO:        m.SupportsRRO(h.Name),
 		Config:             cfg,
 		Sandbox:            sb.PodConfig(),
 		Image:              imgCfg.Config,

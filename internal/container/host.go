@@ -1,8 +1,11 @@
 package container
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -56,4 +59,21 @@ func readHostFacts() (hostFacts, error) {
 		}
 	}
 	return h, nil
+}
+
+// runtimeFeatures asks an OCI runtime what it supports (`runc features`,
+// runtime-spec's features document). A runtime that cannot say supports
+// nothing optional.
+func runtimeFeatures(path string) (rro bool) {
+	out, err := exec.Command(path, "features").Output()
+	if err != nil {
+		return false
+	}
+	var f struct {
+		MountOptions []string `json:"mountOptions"`
+	}
+	if json.Unmarshal(out, &f) != nil {
+		return false
+	}
+	return slices.Contains(f.MountOptions, "rro")
 }

@@ -88,7 +88,7 @@ type CreateOptions struct {
 	Bundle string
 	// LogPath is the CRI log file; "" discards the container's output.
 	// It must not contain ':' (conmon's --log-path syntax).
-	LogPath                   string
+	LogPath                    string
 	Terminal, Stdin, StdinOnce bool
 	// CgroupParent, if set, is a cgroupfs path (e.g. /kubepods/pod<uid>)
 	// that conmon itself is moved into before it starts runc, like

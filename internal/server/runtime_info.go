@@ -34,6 +34,8 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			{Type: runtimeapi.NetworkReady, Status: netReady, Reason: reason, Message: message},
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
+		// Merge and Strict are both implemented (internal/container/spec).
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)
@@ -63,7 +65,9 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	sort.Strings(names[1:])
 	out := make([]*runtimeapi.RuntimeHandler, 0, len(names))
 	for _, n := range names {
-		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: &runtimeapi.RuntimeHandlerFeatures{
+			RecursiveReadOnlyMounts: s.containers.SupportsRRO(n),
+		}})
 	}
 	return out
 }

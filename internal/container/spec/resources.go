@@ -37,6 +37,9 @@ func setResources(s *specs.Spec, r *runtimeapi.LinuxContainerResources, swapSupp
 	if r == nil {
 		return nil
 	}
+	if s.Linux.Resources == nil {
+		s.Linux.Resources = &specs.LinuxResources{}
+	}
 	const f = "linux.resources."
 	cpu := &specs.LinuxCPU{}
 	setCPU := false

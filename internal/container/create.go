@@ -18,6 +18,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/container/spec"
+	"github.com/crid-project/crid/internal/crashpoint"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
@@ -144,6 +145,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err := m.save(c); err != nil {
 		return err
 	}
+	crashpoint.Hit("container/after-rootfs")
 	if c.LogPath != "" {
 		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
 			return fmt.Errorf("create log dir: %w", err)
@@ -178,6 +180,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err := writeSpec(m.bundleDir(id), s); err != nil {
 		return err
 	}
+	crashpoint.Hit("container/after-spec")
 	specDone := time.Now()
 
 	c.OCICreated = true // from here a runc delete is owed, even if Create fails halfway
@@ -196,6 +199,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
+	crashpoint.Hit("container/after-runtime-create")
 	c.Pid = pid
 	c.State = StateCreated
 	if err := m.save(c); err != nil {

@@ -188,12 +188,18 @@ func (r *Runtime) cleanup(ctx context.Context, id string, h Handler, removeDir b
 		errs = append(errs, err)
 	}
 	dir := r.containerDir(id)
+	// conmon's FIFOs and attach socket stay behind in the bundle.
+	if bundle := r.bundleDir(id); bundle != dir {
+		for _, f := range []string{"ctl", "winsz", "attach"} {
+			_ = os.Remove(filepath.Join(bundle, f))
+		}
+	}
 	if removeDir {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, err)
 		}
 	} else {
-		for _, f := range []string{conmonPIDFile, initPIDFile, "exit", "oom", bundleLink, logLink} {
+		for _, f := range []string{conmonPIDFile, initPIDFile, "exit", "oom", bundleLink, logLink, "ctl", "winsz", "attach"} {
 			_ = os.Remove(filepath.Join(dir, f))
 		}
 	}

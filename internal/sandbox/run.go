@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/crashpoint"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
 )
@@ -118,6 +119,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
 		return fmt.Errorf("create sandbox dir: %w", err)
 	}
+	crashpoint.Hit("sandbox/after-record")
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
 	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
@@ -148,6 +150,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		if err := m.save(sb); err != nil {
 			return err
 		}
+		crashpoint.Hit("sandbox/after-namespaces")
 	}
 	if !hostIPC {
 		if err := mountShm(sb.shmDir(), m.cfg.ShmSize); err != nil {
@@ -157,6 +160,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		if err := m.save(sb); err != nil {
 			return err
 		}
+		crashpoint.Hit("sandbox/after-shm")
 	}
 	nsDone := time.Now()
 
@@ -172,6 +176,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		for _, ip := range res.IPs {
 			sb.IPs = append(sb.IPs, ip.String())
 		}
+		crashpoint.Hit("sandbox/after-network")
 	}
 	netDone := time.Now()
 

@@ -21,7 +21,16 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-var bin struct{ crid, rig, crictl string }
+var bin struct{ crid, cridCrash, rig, crictl string }
+
+// netns is the network namespace every daemon of the tests runs in, entered
+// with nsenter (which, unlike `ip netns exec`, keeps the host mount
+// namespace: runc needs its cgroup mounts). Bridges, veths and iptables
+// rules the CNI plugins make go away with it.
+var netns string
+
+// cgroupParent is the cgroup the tests' pods live under; removed at the end.
+var cgroupParent = fmt.Sprintf("/crid-e2e-%d", os.Getpid())
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -56,15 +65,28 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bin.crid = filepath.Join(dir, "crid")
+	bin.cridCrash = filepath.Join(dir, "crid-crashpoints")
 	bin.rig = filepath.Join(dir, "rig")
-	for out, pkg := range map[string]string{bin.crid: "./cmd/crid", bin.rig: "./test/rig/cmd/rig"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
+	for _, b := range []struct{ out, pkg, tags string }{
+		{bin.crid, "./cmd/crid", ""},
+		{bin.cridCrash, "./cmd/crid", "crashpoints"},
+		{bin.rig, "./test/rig/cmd/rig", ""},
+	} {
+		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
 		cmd.Dir = top
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", pkg, err, b)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", b.pkg, err, out)
 			return 1
 		}
 	}
+	netns = fmt.Sprintf("crid-e2e-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", netns).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v: %s", err, out)
+		return 1
+	}
+	defer exec.Command("ip", "netns", "delete", netns).Run()
+	exec.Command("ip", "-n", netns, "link", "set", "lo", "up").Run()
+	defer removeCgroups(cgroupParent)
 	return m.Run()
 }
 
@@ -74,9 +96,16 @@ type proc struct {
 	out *bytes.Buffer
 }
 
+// start runs a program inside the tests' network namespace.
 func start(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), out: &bytes.Buffer{}}
+	return startEnv(t, nil, name, args...)
+}
+
+func startEnv(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command("nsenter", append([]string{"--net=/run/netns/" + netns, name}, args...)...), out: &bytes.Buffer{}}
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -110,26 +139,43 @@ func rig(t *testing.T, args ...string) string {
 
 // crid is one crid daemon's directories and process.
 type crid struct {
-	t                        *testing.T
-	root, state, sock, hosts string
-	extra                    []string
-	p                        *proc
+	t                             *testing.T
+	dir, root, state, sock, hosts string
+	netConf, ipam                 string
+	extra                         []string
+	p                             *proc
 }
 
 func newCrid(t *testing.T, hosts string, extra ...string) *crid {
 	dir := t.TempDir()
-	c := &crid{t: t, root: filepath.Join(dir, "root"), state: filepath.Join(dir, "state"),
-		sock: filepath.Join(dir, "crid.sock"), hosts: hosts, extra: extra}
+	c := &crid{t: t, dir: dir, root: filepath.Join(dir, "root"), state: filepath.Join(dir, "state"),
+		sock: filepath.Join(dir, "crid.sock"), hosts: hosts, extra: extra,
+		netConf: filepath.Join(dir, "net.d"), ipam: filepath.Join(dir, "ipam")}
+	os.MkdirAll(c.netConf, 0o755)
+	conf := fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "e2e", "plugins": [
+  {"type": "bridge", "bridge": "e2e0", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "dataDir": %q, "ranges": [[{"subnet": "10.77.0.0/16"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}]}`, c.ipam)
+	os.WriteFile(filepath.Join(c.netConf, "10-e2e.conflist"), []byte(conf), 0o644)
 	c.start()
+	t.Cleanup(func() {
+		// Containers outlive crid: remove the pods while it runs.
+		if c.p.cmd.ProcessState == nil {
+			c.crictl("rmp", "-fa")
+		}
+	})
 	return c
 }
 
-func (c *crid) start() {
+func (c *crid) start() { c.startWith(bin.crid) }
+
+// startWith starts crid from binary, with env, on the test's directories.
+func (c *crid) startWith(binary string, env ...string) {
 	c.t.Helper()
 	os.Remove(c.sock)
 	args := append([]string{"--root", c.root, "--state", c.state, "--listen", "unix://" + c.sock,
-		"--registry-config-dir", c.hosts, "--log-level", "debug"}, c.extra...)
-	c.p = start(c.t, bin.crid, args...)
+		"--registry-config-dir", c.hosts, "--cni-conf-dir", c.netConf, "--log-level", "debug"}, c.extra...)
+	c.p = startEnv(c.t, env, binary, args...)
 	waitFor(c.t, c.sock, c.p)
 }
 
@@ -188,4 +234,24 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return c
+}
+
+// removeCgroups removes the (empty) cgroup dirs under parent in every
+// hierarchy, children first.
+func removeCgroups(parent string) {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	roots = append(roots, "/sys/fs/cgroup")
+	for _, root := range roots {
+		dir := filepath.Join(root, parent)
+		var dirs []string
+		filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			os.Remove(dirs[i])
+		}
+	}
 }

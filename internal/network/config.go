@@ -139,7 +139,9 @@ func (m *Manager) addWatch() bool {
 	if m.watcher == nil {
 		return false
 	}
-	if err := os.MkdirAll(m.cfg.ConfDir, 0o755); err != nil {
+	// crid writes nothing into the operator's CNI dir, not even the dir:
+	// while it is missing, Ready rescans on each call (a failed stat).
+	if _, err := os.Stat(m.cfg.ConfDir); err != nil {
 		return false
 	}
 	// Removing a watched dir drops its watch; re-adding is a no-op when

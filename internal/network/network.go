@@ -106,7 +106,6 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	log = log.With("component", "network")
 	m := &Manager{
 		cfg: cfg,
 		log: log,

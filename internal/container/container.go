@@ -138,6 +138,7 @@ func New(cfg Config, db *store.Store, rt *oci.Runtime, images Images, sandboxes 
 		all, err := store.List[Container](tx, bucket)
 		for i := range all {
 			c := &all[i]
+			c.ContainerConfig() // decode once; copies share it read-only
 			m.containers[c.ID] = c
 			if c.State != StateCreating {
 				m.names.Load(c.Name, c.ID)

@@ -122,6 +122,7 @@ func New(cfg Config, db *store.Store, net *network.Manager, log *slog.Logger) (*
 		all, err := store.List[Sandbox](tx, bucket)
 		for i := range all {
 			sb := &all[i]
+			sb.PodConfig() // decode once; copies share it read-only
 			m.sandboxes[sb.ID] = sb
 			if sb.State != StateCreating {
 				m.names.Load(sb.Name, sb.ID)

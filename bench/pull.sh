@@ -26,6 +26,8 @@ done
 [[ $EUID -eq 0 ]] || { echo "pull.sh: must run as root" >&2; exit 1; }
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 BIN=$REPO/_output/bin
 IMAGE=docker.io/library/crid-bench:5layers
 CONTAINERD=/usr/bin/containerd
@@ -36,22 +38,12 @@ PIDS=()     # daemons we started, stopped in reverse order
 RUNTIMES=() # names, in start order
 declare -A SOCK ROOT BASE LOG TIMES WARM
 
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
 cleanup() {
-	local rc=$? i pid
+	local rc=$?
 	set +e
-	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-		pid=${PIDS[i]}
-		kill -TERM "$pid" 2>/dev/null || continue
-		for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
-	done
+	stop_pids
 	# containerd may leave snapshot or temp mounts under its root/state/temp.
-	awk -v p="$TMP/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
-		umount "$m" 2>/dev/null || umount -l "$m"
-	done
+	umount_under "$TMP"
 	if ((KEEP)); then
 		log "kept $TMP"
 	else
@@ -61,15 +53,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# wait_for CMD... : retry CMD for up to 60 s.
-wait_for() {
-	for _ in $(seq 600); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
 
 crictl_() { # crictl_ RUNTIME ARGS...
 	local s=unix://${SOCK[$1]}
@@ -83,17 +66,8 @@ crictl_() { # crictl_ RUNTIME ARGS...
 usage_bytes() { { du -sxb "$1" 2>/dev/null || true; } | cut -f1; }
 
 # --- binaries -----------------------------------------------------------------
-mkdir -p "$BIN"
-log "building crid and rig"
-(cd "$REPO" && go build -o "$BIN/crid" ./cmd/crid && go build -o "$BIN/rig" ./test/rig/cmd/rig)
-CRICTL=$BIN/crictl
-if [[ ! -x $CRICTL ]]; then
-	log "installing crictl v1.37.0"
-	GOBIN=$TMP/gobin go install sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0
-	CRICTL=$TMP/gobin/crictl
-fi
-
-touch "$TMP/crictl.yaml" # an empty config: no /etc/crictl.yaml lookup and warning
+build_bins
+find_crictl
 
 # --- registry -------------------------------------------------------------------
 HOSTS=$TMP/hosts
@@ -125,70 +99,11 @@ done
 if [[ -x $CONTAINERD ]]; then
 	name=containerd
 	d=$TMP/containerd
-	mkdir -p "$d/root" "$d/state" "$d/tmp" "$d/opt" "$d/cni/bin" "$d/cni/net.d"
+	mkdir -p "$d/cni/bin" "$d/cni/net.d"
 	SOCK[$name]=$d/containerd.sock
 	ROOT[$name]=$d/root
 	LOG[$name]=$d/containerd.log
-	# Schema version 2 (containerd 1.6, Debian 12). Snapshotters this VM cannot
-	# run are disabled so they do not log errors; none of them blocks start-up.
-	cat >"$d/config.toml" <<EOF
-version = 2
-root = "$d/root"
-state = "$d/state"
-temp = "$d/tmp"
-disabled_plugins = [
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "$d/containerd.sock"
-
-[ttrpc]
-  address = "$d/containerd.sock.ttrpc"
-
-[debug]
-  address = ""
-  level = "info"
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$d/opt"
-
-  [plugins."io.containerd.grpc.v1.cri"]
-    sandbox_image = "registry.k8s.io/pause:3.10"
-    max_concurrent_downloads = 3
-    restrict_oom_score_adj = true
-    disable_tcp_service = true
-    stream_server_address = "127.0.0.1"
-    stream_server_port = "0"
-    systemd_cgroup = false
-
-    [plugins."io.containerd.grpc.v1.cri".containerd]
-      snapshotter = "overlayfs"
-      default_runtime_name = "runc"
-      discard_unpacked_layers = false
-
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-        runtime_type = "io.containerd.runc.v2"
-
-        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-          SystemdCgroup = false
-
-    [plugins."io.containerd.grpc.v1.cri".cni]
-      bin_dir = "$d/cni/bin"
-      conf_dir = "$d/cni/net.d"
-
-    [plugins."io.containerd.grpc.v1.cri".registry]
-      config_path = "$HOSTS"
-EOF
+	containerd_config "$d" "$HOSTS" "$d/cni/bin" "$d/cni/net.d"
 	log "starting containerd"
 	"$CONTAINERD" --config "$d/config.toml" >"${LOG[$name]}" 2>&1 &
 	PIDS+=($!)
@@ -250,14 +165,8 @@ for ((i = 0; i < N; i++)); do
 done
 
 # --- report ------------------------------------------------------------------------
-stats() { # prints "median min max" of its arguments
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 }
-		END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-		      printf "%.3f %.3f %.3f\n", m, v[1], v[NR] }'
-}
-
 echo
-echo "machine:    $(nproc) CPUs ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(free -g | awk '/Mem:/ { print $2 }') GiB RAM, kernel $(uname -r), fs $(df --output=fstype "$TMP" | tail -1)"
+echo "machine:    $(machine_line)"
 echo "crid:       $("$BIN/crid" version 2>&1 | head -1) ($(go version | awk '{ print $3 }'))"
 [[ -x $CONTAINERD ]] && echo "containerd: $("$CONTAINERD" --version | awk '{ print $3 }')"
 echo "crictl:     $("$CRICTL" --version | awk '{ print $3 }')"

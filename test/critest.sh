@@ -42,8 +42,10 @@ cleanup() {
 	fi
 	ip netns delete "$ns" 2>/dev/null || true
 	# Anything still mounted under $work (a crash mid-test) is unmounted first.
-	grep -o " $work[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	{ grep -o " $work[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$work"
+	# The default cgroup parent of pods without one, if nothing else uses it.
+	rmdir /sys/fs/cgroup/*/crid /sys/fs/cgroup/unified/crid 2>/dev/null || true
 	exit $rc
 }
 trap cleanup EXIT

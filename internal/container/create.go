@@ -188,13 +188,17 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		return err
 	}
 	pid, err := m.rt.Create(ctx, oci.CreateOptions{
-		ID:        id,
-		Handler:   h,
-		Bundle:    m.bundleDir(id),
-		LogPath:   c.LogPath,
-		Terminal:  cfg.GetTty(),
-		Stdin:     cfg.GetStdin(),
-		StdinOnce: cfg.GetStdinOnce(),
+		ID:       id,
+		Handler:  h,
+		Bundle:   m.bundleDir(id),
+		LogPath:  c.LogPath,
+		Terminal: cfg.GetTty(),
+		// conmon lives in the pod's cgroup (CRI-O's conmon_cgroup="pod"): its
+		// memory counts against the pod, and a restart of crid's own service
+		// unit never takes the monitors with it.
+		CgroupParent: m.conmonCgroup(sb),
+		Stdin:        cfg.GetStdin(),
+		StdinOnce:    cfg.GetStdinOnce(),
 	})
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
@@ -222,6 +226,16 @@ func namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) spec.N
 		p.PID = fmt.Sprintf("/proc/%d/ns/pid", sb.InfraPID)
 	}
 	return p
+}
+
+// conmonCgroup is the cgroupfs path conmon joins: the pod's parent. With the
+// systemd driver the parent is a slice name, not a path, and conmon stays
+// where crid started it.
+func (m *Manager) conmonCgroup(sb *sandbox.Sandbox) string {
+	if m.cfg.CgroupDriver == "systemd" {
+		return ""
+	}
+	return sb.CgroupParent
 }
 
 // cgroupsPath places the container under its pod's cgroup parent.

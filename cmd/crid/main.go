@@ -197,7 +197,12 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	}
 	go containers.WatchExits(ctx)
 
-	srv := server.New(cfg, server.Services{Images: images, Pods: pods, Containers: containers}, version, log)
+	d := deps{cfg: cfg, log: log, db: db, images: images, rt: rt, net: net, pods: pods, containers: containers}
+	streaming, err := setupStreaming(ctx, d)
+	if err != nil {
+		return err
+	}
+	srv := server.New(cfg, server.Services{Images: images, Pods: pods, Containers: containers, Streaming: streaming}, version, log)
 	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State)
 	if err := srv.Serve(ctx, 10*time.Second); err != nil {
 		return err
@@ -226,4 +231,17 @@ func runtimeHandlers(cfg config.Config, log *slog.Logger) map[string]oci.Handler
 		out[""] = h
 	}
 	return out
+}
+
+// deps are the services crid is made of, for the setup of the servers that
+// sit beside the CRI socket (streaming, metrics).
+type deps struct {
+	cfg        config.Config
+	log        *slog.Logger
+	db         *store.Store
+	images     *image.Service
+	rt         *oci.Runtime
+	net        *network.Manager
+	pods       *sandbox.Manager
+	containers *container.Manager
 }

@@ -54,6 +54,28 @@ type Config struct {
 	ShmSize int64 `toml:"shm_size" json:"shm_size"`
 
 	Network NetworkConfig `toml:"network" json:"network"`
+
+	Streaming StreamingConfig `toml:"streaming" json:"streaming"`
+	Metrics   MetricsConfig   `toml:"metrics" json:"metrics"`
+}
+
+// StreamingConfig configures the server that carries exec, attach and
+// port-forward streams (the kubelet hands its URLs to kubectl's API server).
+type StreamingConfig struct {
+	// Address and Port to listen on; port 0 picks a free one.
+	Address string `toml:"address" json:"address"`
+	Port    int    `toml:"port" json:"port"`
+	// TLSCert and TLSKey, both set, serve HTTPS.
+	TLSCert string `toml:"tls_cert" json:"tls_cert"`
+	TLSKey  string `toml:"tls_key" json:"tls_key"`
+	// IdleTimeout ends a stream with no traffic for this long; 0 never.
+	IdleTimeout Duration `toml:"idle_timeout" json:"idle_timeout"`
+}
+
+// MetricsConfig configures the Prometheus endpoint.
+type MetricsConfig struct {
+	// Address (host:port) serves /metrics; empty disables it.
+	Address string `toml:"address" json:"address"`
 }
 
 // Runtime is one runtime handler: an OCI runtime binary and its options.
@@ -128,6 +150,11 @@ func Default() Config {
 			ConfDir: "/etc/cni/net.d",
 			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
 		},
+		Streaming: StreamingConfig{
+			Address:     "127.0.0.1",
+			IdleTimeout: Duration(4 * time.Hour),
+		},
+		Metrics: MetricsConfig{Address: "127.0.0.1:9640"},
 	}
 }
 
@@ -208,6 +235,12 @@ func (c *Config) Validate() error {
 		if name == "" || r.Path == "" {
 			errs = append(errs, fmt.Errorf("runtimes.%s: a name and a path are required", name))
 		}
+	}
+	if c.Streaming.Port < 0 || c.Streaming.Port > 65535 {
+		errs = append(errs, fmt.Errorf("streaming.port: %d is not a port", c.Streaming.Port))
+	}
+	if (c.Streaming.TLSCert == "") != (c.Streaming.TLSKey == "") {
+		errs = append(errs, errors.New("streaming.tls_cert and streaming.tls_key: set both or neither"))
 	}
 	if c.ShmSize <= 0 {
 		errs = append(errs, errors.New("shm_size: must be positive"))

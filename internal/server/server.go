@@ -32,6 +32,7 @@ type Server struct {
 	images     imageService
 	pods       sandboxService
 	containers containerService
+	streaming  streamingService
 	log        *slog.Logger
 	version    string
 
@@ -43,11 +44,12 @@ type Services struct {
 	Images     imageService
 	Pods       sandboxService
 	Containers containerService
+	Streaming  streamingService // nil: Exec, Attach and PortForward are Unimplemented
 }
 
 // New returns a server over the given services.
 func New(cfg config.Config, svc Services, version string, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, images: svc.Images, pods: svc.Pods, containers: svc.Containers, log: log, version: version}
+	return &Server{cfg: cfg, images: svc.Images, pods: svc.Pods, containers: svc.Containers, streaming: svc.Streaming, log: log, version: version}
 }
 
 // maxMsgSize matches the kubelet's client limit.

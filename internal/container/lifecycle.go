@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sync/errgroup"
 )
 
 // Start starts a created container.
@@ -161,16 +163,27 @@ func (m *Manager) cleanup(ctx context.Context, c *Container) error {
 	return os.RemoveAll(m.layerDir(c.ID))
 }
 
-// StopPod stops every container of a pod (the sandbox manager calls it).
+// StopPod stops every container of a pod (the sandbox manager calls it), in
+// parallel, each with the grace period the kubelet gave its pod (the
+// io.kubernetes.pod.terminationGracePeriod annotation; none means kill).
 func (m *Manager) StopPod(ctx context.Context, podID string) error {
+	var g errgroup.Group
 	for _, c := range m.List() {
-		if c.SandboxID == podID {
-			if err := m.Stop(ctx, c.ID, 0); err != nil {
-				return err
-			}
+		if c.SandboxID != podID || (c.State != StateRunning && c.State != StateCreated) {
+			continue
 		}
+		grace := gracePeriod(c.ContainerConfig().GetAnnotations())
+		g.Go(func() error { return m.Stop(ctx, c.ID, grace) })
 	}
-	return nil
+	return g.Wait()
+}
+
+func gracePeriod(annotations map[string]string) time.Duration {
+	secs, err := strconv.ParseInt(annotations["io.kubernetes.pod.terminationGracePeriod"], 10, 64)
+	if err != nil || secs < 0 {
+		return 0
+	}
+	return time.Duration(secs) * time.Second
 }
 
 // RemovePod removes every container of a pod.

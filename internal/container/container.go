@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/image"
 	"github.com/crid-project/crid/internal/names"
 	"github.com/crid-project/crid/internal/oci"
@@ -200,25 +200,11 @@ func (m *Manager) getAny(id string) (Container, error) {
 }
 
 func (m *Manager) findLocked(id string) (*Container, error) {
-	if id == "" {
-		return nil, fmt.Errorf("container ID is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	if c, ok := m.containers[id]; ok && c.State != StateCreating {
-		return c, nil
-	}
-	var found *Container
-	for cid, c := range m.containers {
-		if strings.HasPrefix(cid, id) && c.State != StateCreating && !c.Infra {
-			if found != nil {
-				return nil, fmt.Errorf("container ID prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = c
-		}
-	}
-	if found == nil {
+	c, err := ids.Find(m.containers, id, "container", func(c *Container) bool { return c.State != StateCreating && !c.Infra })
+	if err == nil && c.State == StateCreating {
 		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
-	return found, nil
+	return c, err
 }
 
 // List returns copies of all existing containers the kubelet made.

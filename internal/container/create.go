@@ -19,6 +19,7 @@ import (
 
 	"github.com/crid-project/crid/internal/container/spec"
 	"github.com/crid-project/crid/internal/crashpoint"
+	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
@@ -48,7 +49,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	}
 	md := sb.PodConfig().GetMetadata()
 	name := strings.Join([]string{cfg.GetMetadata().GetName(), md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(cfg.GetMetadata().GetAttempt())}, "_")
-	id := sandbox.NewID()
+	id := ids.New()
 	res, existing, err := m.names.Reserve(ctx, name, id)
 	if err != nil {
 		return "", err

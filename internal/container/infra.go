@@ -6,6 +6,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/sandbox"
 )
 
@@ -48,7 +49,7 @@ func (m *Manager) StartInfra(ctx context.Context, sb *sandbox.Sandbox) (string, 
 			},
 		},
 	}
-	id := sandbox.NewID()
+	id := ids.New()
 	if err := m.create(ctx, id, infraName+"_"+sb.ID, sb, cfg, true); err != nil {
 		return "", 0, err
 	}

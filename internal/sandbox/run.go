@@ -2,8 +2,6 @@ package sandbox
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -17,16 +15,10 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/crashpoint"
+	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
 )
-
-// NewID returns a random 64-hex-digit ID, as the kubelet expects of runtimes.
-func NewID() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 // Run creates a pod sandbox and returns its ID. A retry of a create that is
 // in flight or finished after its caller gave up returns the same ID.
@@ -47,7 +39,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 		return "", err
 	}
 	name := strings.Join([]string{md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(md.GetAttempt())}, "_")
-	id := NewID()
+	id := ids.New()
 	res, existing, err := m.names.Reserve(ctx, name, id)
 	if err != nil {
 		return "", err

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/names"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
@@ -155,25 +155,11 @@ func (m *Manager) Get(id string) (Sandbox, error) {
 }
 
 func (m *Manager) findLocked(id string) (*Sandbox, error) {
-	if id == "" {
-		return nil, fmt.Errorf("pod sandbox ID is empty: %w", errdefs.ErrInvalidArgument)
-	}
-	if sb, ok := m.sandboxes[id]; ok && sb.State != StateCreating {
-		return sb, nil
-	}
-	var found *Sandbox
-	for sid, sb := range m.sandboxes {
-		if strings.HasPrefix(sid, id) && sb.State != StateCreating {
-			if found != nil {
-				return nil, fmt.Errorf("pod sandbox ID prefix %q is ambiguous: %w", id, errdefs.ErrInvalidArgument)
-			}
-			found = sb
-		}
-	}
-	if found == nil {
+	sb, err := ids.Find(m.sandboxes, id, "pod sandbox", func(sb *Sandbox) bool { return sb.State != StateCreating })
+	if err == nil && sb.State == StateCreating {
 		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
 	}
-	return found, nil
+	return sb, err
 }
 
 // List returns copies of all sandboxes that exist (not half-created ones).

@@ -56,6 +56,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		{"log-format", "text or json"},
 		{"cni-conf-dir", "CNI network configuration dir (default " + config.Default().Network.ConfDir + ")"},
 		{"cni-bin-dir", "CNI plugin dirs, colon-separated (default " + strings.Join(config.Default().Network.BinDirs, ":") + ")"},
+		{"metrics-address", "Prometheus metrics host:port, \"none\" to disable (default " + config.Default().Metrics.Address + ")"},
 	} {
 		overrides[f.name] = fs.String(f.name, "", f.usage)
 	}
@@ -109,6 +110,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 			cfg.Network.ConfDir = *v
 		case "cni-bin-dir":
 			cfg.Network.BinDirs = strings.Split(*v, ":")
+		case "metrics-address":
+			cfg.Metrics.Address = *v
+			if *v == "none" {
+				cfg.Metrics.Address = ""
+			}
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -202,7 +208,18 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := server.New(cfg, server.Services{Images: images, Pods: pods, Containers: containers, Streaming: streaming}, version, log)
+	obs, err := setupObservability(ctx, d)
+	if err != nil {
+		return err
+	}
+	svc := server.Services{
+		Images: images, Pods: pods, Containers: containers, Streaming: streaming,
+		Events: obs.events, Metrics: obs.metrics,
+	}
+	if obs.stats != nil {
+		svc.Stats = obs.stats // a nil *stats.Service must not become a non-nil interface
+	}
+	srv := server.New(cfg, svc, version, log)
 	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State)
 	if err := srv.Serve(ctx, 10*time.Second); err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/events"
 	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/image"
 	"github.com/crid-project/crid/internal/names"
@@ -92,6 +93,14 @@ type Sandboxes interface {
 	Get(id string) (sandbox.Sandbox, error)
 }
 
+// Observer is told of lifecycle changes (the kubelet's event stream) and
+// of how long each stage of creating a container took (metrics). It must
+// not block.
+type Observer interface {
+	Event(ev events.Event)
+	Stage(op, stage string, d time.Duration)
+}
+
 // Config configures the manager.
 type Config struct {
 	RootDir, StateDir string
@@ -111,7 +120,9 @@ type Manager struct {
 	names     *names.Registry
 	log       *slog.Logger
 	host      hostFacts
-	rro       map[string]bool // handler → supports recursive read-only mounts
+
+	Observer Observer        // set after construction; nil: nobody is told
+	rro      map[string]bool // handler → supports recursive read-only mounts
 
 	mu         sync.Mutex
 	containers map[string]*Container
@@ -265,3 +276,28 @@ func (m *Manager) delete(c *Container) error {
 func (m *Manager) bundleDir(id string) string { return filepath.Join(m.cfg.StateDir, "containers", id) }
 func (m *Manager) rootfsDir(id string) string { return filepath.Join(m.bundleDir(id), "rootfs") }
 func (m *Manager) layerDir(id string) string  { return filepath.Join(m.cfg.RootDir, "containers", id) }
+
+// event tells the observer that c changed; infra containers are not the
+// kubelet's and are not reported.
+func (m *Manager) event(t runtimeapi.ContainerEventType, c *Container) {
+	if m.Observer == nil || c.Infra {
+		return
+	}
+	m.Observer.Event(events.Event{Type: t, ContainerID: c.ID, PodID: c.SandboxID, At: time.Now()})
+}
+
+func (m *Manager) stage(stage string, d time.Duration) {
+	if m.Observer != nil {
+		m.Observer.Stage("container", stage, d)
+	}
+}
+
+// StatsPaths are where c's usage is read: its cgroup (cgroupfs form) and
+// its writable layer (the overlay upper dir).
+func (m *Manager) StatsPaths(sb *sandbox.Sandbox, c *Container) (cgroup, upper string) {
+	return m.cgroupsPath(sb, c.ID), filepath.Join(m.layerDir(c.ID), "upper")
+}
+
+// LayersDir holds every container's writable layer: the container
+// filesystem ImageFsInfo reports.
+func (m *Manager) LayersDir() string { return filepath.Join(m.cfg.RootDir, "containers") }

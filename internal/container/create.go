@@ -142,6 +142,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err := m.mountRootfs(c, img.Layers); err != nil {
 		return err
 	}
+	rootfsDone := time.Now()
 	c.RootfsMounted = true
 	if err := m.save(c); err != nil {
 		return err
@@ -211,6 +212,10 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		return err
 	}
 	m.names.Load(name, id)
+	m.stage("rootfs", rootfsDone.Sub(start))
+	m.stage("spec", specDone.Sub(rootfsDone))
+	m.stage("runtime", time.Since(specDone))
+	m.event(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, c)
 	m.log.Info("container created", "container", id, "pod", sb.ID, "name", cfg.GetMetadata().GetName(),
 		"spec", specDone.Sub(start), "runtime", time.Since(specDone))
 	return nil

@@ -33,21 +33,68 @@ func (m *Manager) running(id string) (Container, oci.Handler, error) {
 // ExecSync runs cmd in the container as its own process runs (user, env,
 // working dir, capabilities, seccomp, no_new_privs) and returns its output.
 func (m *Manager) ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (oci.ExecResult, error) {
+	c, h, p, err := m.execProcess(id, cmd)
+	if err != nil {
+		return oci.ExecResult{}, err
+	}
+	return m.rt.ExecSync(ctx, c.ID, h, p, timeout)
+}
+
+// Exec runs cmd in the container like ExecSync, with the given streams,
+// and returns its exit code.
+func (m *Manager) Exec(ctx context.Context, id string, cmd []string, opts oci.ExecOptions) (int32, error) {
+	c, h, p, err := m.execProcess(id, cmd)
+	if err != nil {
+		return 0, err
+	}
+	m.log.Debug("exec", "container", c.ID, "cmd", cmd[0], "tty", opts.Tty)
+	return m.rt.Exec(ctx, c.ID, h, p, opts)
+}
+
+// CheckRunning returns the container if it exists and runs: NotFound or
+// FailedPrecondition otherwise. Streaming calls check before they hand
+// out a URL.
+func (m *Manager) CheckRunning(id string) (Container, error) {
+	c, _, err := m.running(id)
+	return c, err
+}
+
+// Attach connects to the running container's own stdio. Its terminal
+// setting comes from the container's config.
+func (m *Manager) Attach(ctx context.Context, id string, opts oci.AttachOptions) error {
+	c, _, err := m.running(id)
+	if err != nil {
+		return err
+	}
+	cfg := c.ContainerConfig()
+	opts.Tty = cfg.GetTty()
+	if !cfg.GetStdin() {
+		// conmon has no stdin to write to; don't pretend.
+		opts.Stdin = nil
+	}
+	if err := m.rt.Attach(ctx, c.ID, opts); err != nil {
+		return fmt.Errorf("attach to container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// execProcess is the container's process spec with cmd as its args.
+func (m *Manager) execProcess(id string, cmd []string) (Container, oci.Handler, *specs.Process, error) {
 	if len(cmd) == 0 {
-		return oci.ExecResult{}, fmt.Errorf("cmd: required: %w", errdefs.ErrInvalidArgument)
+		return Container{}, oci.Handler{}, nil, fmt.Errorf("cmd: required: %w", errdefs.ErrInvalidArgument)
 	}
 	c, h, err := m.running(id)
 	if err != nil {
-		return oci.ExecResult{}, err
+		return c, h, nil, err
 	}
 	s, err := m.readSpec(c.ID)
 	if err != nil {
-		return oci.ExecResult{}, err
+		return c, h, nil, err
 	}
 	p := *s.Process
 	p.Args = cmd
 	p.Terminal = false
-	return m.rt.ExecSync(ctx, c.ID, h, &p, timeout)
+	return c, h, &p, nil
 }
 
 func (m *Manager) readSpec(id string) (*specs.Spec, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sync/errgroup"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Start starts a created container.
@@ -30,6 +31,7 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	if err := m.rt.Start(ctx, c.ID, h); err != nil {
 		// The process may have died between create and start: record what
 		// conmon saw instead of leaving a created container that can never run.
@@ -41,6 +43,8 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err := m.save(&c); err != nil {
 		return err
 	}
+	m.stage("start", time.Since(start))
+	m.event(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, &c)
 	// An exit that raced with the state change above is recorded now.
 	m.recordExitLocked(c.ID)
 	return nil
@@ -132,6 +136,7 @@ func (m *Manager) removeAny(ctx context.Context, id string) error {
 	if err := m.delete(&c); err != nil {
 		return err
 	}
+	m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, &c)
 	m.log.Info("container removed", "container", c.ID, "pod", c.SandboxID)
 	return nil
 }
@@ -278,6 +283,7 @@ func (m *Manager) markExitedAt(id string, code int32, reason, message string, at
 		}
 	}
 	m.mu.Unlock()
+	m.event(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, &cp)
 	m.log.Info("container exited", "container", id, "pod", cp.SandboxID, "code", code, "reason", reason)
 	return nil
 }

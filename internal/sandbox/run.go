@@ -172,6 +172,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 	}
 	netDone := time.Now()
 
+	var infraDone time.Time
 	if nsOpts.GetPid() == runtimeapi.NamespaceMode_POD {
 		if m.Infra == nil {
 			return fmt.Errorf("a pod-wide PID namespace needs an infra process: %w", errdefs.ErrNotImplemented)
@@ -181,6 +182,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			return fmt.Errorf("start infra process: %w", err)
 		}
 		sb.InfraID, sb.InfraPID = infraID, pid
+		infraDone = time.Now()
 	}
 
 	sb.State = StateReady
@@ -188,6 +190,14 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		return err
 	}
 	m.names.Load(name, id)
+	m.stage("namespaces", nsDone.Sub(start))
+	m.stage("network", netDone.Sub(nsDone))
+	if !infraDone.IsZero() {
+		m.stage("infra", infraDone.Sub(netDone))
+	}
+	m.stage("total", time.Since(start))
+	m.event(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id)
+	m.event(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id)
 	m.log.Info("pod sandbox ready", "pod", id, "name", name, "ips", sb.IPs,
 		"namespaces", nsDone.Sub(start), "network", netDone.Sub(nsDone), "total", time.Since(start))
 	return nil

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/events"
 	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/names"
 	"github.com/crid-project/crid/internal/namespaces"
@@ -92,6 +93,14 @@ type Infra interface {
 	StopInfra(ctx context.Context, sb *Sandbox) error
 }
 
+// Observer is told of lifecycle changes (the kubelet's event stream) and
+// of how long each stage of creating a pod took (metrics). It must not
+// block.
+type Observer interface {
+	Event(ev events.Event)
+	Stage(op, stage string, d time.Duration)
+}
+
 // Config configures the manager.
 type Config struct {
 	StateDir string
@@ -109,6 +118,7 @@ type Manager struct {
 
 	Containers Containers // set after construction: the two managers refer to each other
 	Infra      Infra
+	Observer   Observer // set after construction; nil: nobody is told
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox
@@ -205,3 +215,17 @@ func (m *Manager) NetworkReady() (bool, string, string) { return m.net.Ready() }
 func (m *Manager) SetPodCIDR(cidr string) { m.net.SetPodCIDR(cidr) }
 
 func (s *Sandbox) nsDir() string { return filepath.Join(s.Dir, "ns") }
+
+// event tells the observer that the pod changed; pod events carry the pod's
+// ID as the container ID, as containerd's do.
+func (m *Manager) event(t runtimeapi.ContainerEventType, id string) {
+	if m.Observer != nil {
+		m.Observer.Event(events.Event{Type: t, ContainerID: id, PodID: id, At: time.Now()})
+	}
+}
+
+func (m *Manager) stage(stage string, d time.Duration) {
+	if m.Observer != nil {
+		m.Observer.Stage("pod", stage, d)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/namespaces"
 )
@@ -37,6 +38,7 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 		if err := m.save(&sb); err != nil {
 			return err
 		}
+		m.event(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, sb.ID)
 		m.log.Info("pod sandbox stopped", "pod", sb.ID)
 	}
 	return nil
@@ -76,6 +78,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	m.locks.Delete(sb.ID)
+	m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, sb.ID)
 	m.log.Info("pod sandbox removed", "pod", sb.ID)
 	return nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -40,9 +41,17 @@ func (s *Server) PullImage(ctx context.Context, req *runtimeapi.PullImageRequest
 			RegistryToken: a.GetRegistryToken(),
 		}
 	}
+	start := time.Now()
 	id, err := s.images.Pull(ctx, ref, auth)
 	if err != nil {
 		return nil, err
+	}
+	if s.metrics != nil {
+		// The image's size stands for the bytes pulled: crid keeps no
+		// compressed copy, and a pull of a present image is near-instant.
+		if img, err := s.images.Get(id.String()); err == nil {
+			s.metrics.ObservePull(img.Size, time.Since(start))
+		}
 	}
 	return &runtimeapi.PullImageResponse{ImageRef: id.String()}, nil
 }
@@ -138,14 +147,30 @@ func (s *Server) RemoveImage(ctx context.Context, req *runtimeapi.RemoveImageReq
 
 func (s *Server) ImageFsInfo(ctx context.Context, req *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
 	u := s.images.Usage()
-	return &runtimeapi.ImageFsInfoResponse{
+	resp := &runtimeapi.ImageFsInfoResponse{
 		ImageFilesystems: []*runtimeapi.FilesystemUsage{{
 			Timestamp:  time.Now().UnixNano(),
 			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: u.Mountpoint},
 			UsedBytes:  &runtimeapi.UInt64Value{Value: u.Bytes},
 			InodesUsed: &runtimeapi.UInt64Value{Value: u.Inodes},
 		}},
-	}, nil
+	}
+	// The container filesystem (every writable layer) is reported apart
+	// from the images', as containerd and CRI-O do, so the kubelet's
+	// eviction can tell image garbage from container writes.
+	if s.stats != nil {
+		dir, cu, err := s.stats.ContainerFs()
+		if err != nil {
+			return nil, fmt.Errorf("container filesystem usage: %w", err)
+		}
+		resp.ContainerFilesystems = []*runtimeapi.FilesystemUsage{{
+			Timestamp:  time.Now().UnixNano(),
+			FsId:       &runtimeapi.FilesystemIdentifier{Mountpoint: dir},
+			UsedBytes:  &runtimeapi.UInt64Value{Value: cu.Bytes},
+			InodesUsed: &runtimeapi.UInt64Value{Value: cu.Inodes},
+		}}
+	}
+	return resp, nil
 }
 
 func (s *Server) toCRIImage(img image.Image) *runtimeapi.Image {

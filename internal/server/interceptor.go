@@ -35,7 +35,17 @@ func (s *Server) finish(ctx context.Context, method string, req any, start time.
 		*errp = status.Errorf(codes.Internal, "internal error in %s: %v", method, r)
 	}
 	*errp = toStatus(ctx, *errp)
+	if s.metrics != nil {
+		s.metrics.ObserveRPC(method, status.Code(*errp), time.Since(start))
+	}
 	s.logCall(ctx, method, req, start, *errp)
+}
+
+// rpcObserver records per-call metrics: latency and result code per
+// method, and the bytes and time of image pulls.
+type rpcObserver interface {
+	ObserveRPC(method string, code codes.Code, d time.Duration)
+	ObservePull(bytes int64, d time.Duration)
 }
 
 // toStatus converts err to a gRPC status. A call whose deadline passed

@@ -33,6 +33,9 @@ type Server struct {
 	pods       sandboxService
 	containers containerService
 	streaming  streamingService
+	stats      statsService
+	events     eventSource
+	metrics    rpcObserver
 	log        *slog.Logger
 	version    string
 
@@ -45,11 +48,17 @@ type Services struct {
 	Pods       sandboxService
 	Containers containerService
 	Streaming  streamingService // nil: Exec, Attach and PortForward are Unimplemented
+	Stats      statsService     // nil: the stats and metrics calls are Unimplemented
+	Events     eventSource      // nil: GetContainerEvents is Unimplemented
+	Metrics    rpcObserver      // nil: calls are not measured
 }
 
 // New returns a server over the given services.
 func New(cfg config.Config, svc Services, version string, log *slog.Logger) *Server {
-	return &Server{cfg: cfg, images: svc.Images, pods: svc.Pods, containers: svc.Containers, streaming: svc.Streaming, log: log, version: version}
+	return &Server{
+		cfg: cfg, images: svc.Images, pods: svc.Pods, containers: svc.Containers, streaming: svc.Streaming,
+		stats: svc.Stats, events: svc.Events, metrics: svc.Metrics, log: log, version: version,
+	}
 }
 
 // maxMsgSize matches the kubelet's client limit.

@@ -1,0 +1,197 @@
+package stats
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+// Target is one container or pod to read.
+type Target struct {
+	// Key names the target; CPU rates are kept per key between calls.
+	Key string
+	// Cgroup is its cgroupfs path ("" if it has none to read).
+	Cgroup string
+	// Layer is its writable layer dir ("" if none).
+	Layer string
+	// Net reads its network counters (nil: none).
+	Net func() ([]Interface, error)
+}
+
+// Result is what was read of a target. Fields are nil when their source
+// could not be read; Err says why.
+type Result struct {
+	Key        string
+	CgroupPath string // the target's Cgroup
+	Cgroup     *Cgroup
+	// NanoCores is the CPU use since the previous reading of the same key,
+	// in billionths of a core; HasRate is false at the first reading.
+	NanoCores uint64
+	HasRate   bool
+	Layer     *DirUsage
+	Net       []Interface
+	Err       error
+}
+
+// Collector reads many targets at once: at most Limit at a time, and never
+// longer than Timeout per call. A target whose read from an earlier call is
+// still stuck is not read again (it reports ErrUnavailable) so stuck reads
+// cannot pile up.
+type Collector struct {
+	reader  *Reader
+	limit   int
+	timeout time.Duration
+
+	mu       sync.Mutex
+	prev     map[string]cpuPoint
+	inflight map[string]bool
+}
+
+type cpuPoint struct {
+	at        time.Time
+	usage     uint64
+	rate      uint64
+	hasRate   bool
+	lastTouch time.Time
+}
+
+// minRateInterval: readings closer than this reuse the last rate; a
+// delta over a few milliseconds is mostly noise.
+const minRateInterval = time.Second
+
+// NewCollector returns a collector over r.
+func NewCollector(r *Reader, limit int, timeout time.Duration) *Collector {
+	if limit < 1 {
+		limit = 1
+	}
+	return &Collector{reader: r, limit: limit, timeout: timeout, prev: map[string]cpuPoint{}, inflight: map[string]bool{}}
+}
+
+// Collect reads targets concurrently and returns one result per target, in
+// order. Targets not read before the deadline carry an error.
+func (c *Collector) Collect(ctx context.Context, targets []Target) []Result {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	results := make([]Result, len(targets))
+	done := make([]bool, len(targets))
+	type item struct {
+		i   int
+		res Result
+	}
+	jobs := make(chan int)
+	out := make(chan item, len(targets))
+	workers := min(c.limit, len(targets))
+	for range workers {
+		go func() {
+			for i := range jobs {
+				out <- item{i, c.read(targets[i])}
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for i := range targets {
+			select {
+			case jobs <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for n := 0; n < len(targets); n++ {
+		select {
+		case it := <-out:
+			results[it.i], done[it.i] = it.res, true
+		case <-ctx.Done():
+			for i, t := range targets {
+				if !done[i] {
+					results[i] = Result{Key: t.Key, Err: fmt.Errorf("stats of %s not read in time: %w", t.Key, errdefs.ErrUnavailable)}
+				}
+			}
+			return results
+		}
+	}
+	c.prune()
+	return results
+}
+
+func (c *Collector) read(t Target) Result {
+	res := Result{Key: t.Key, CgroupPath: t.Cgroup}
+	c.mu.Lock()
+	if c.inflight[t.Key] {
+		c.mu.Unlock()
+		res.Err = fmt.Errorf("stats of %s: an earlier read is still stuck: %w", t.Key, errdefs.ErrUnavailable)
+		return res
+	}
+	c.inflight[t.Key] = true
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, t.Key)
+		c.mu.Unlock()
+	}()
+	if t.Cgroup != "" {
+		cg, err := c.reader.Read(t.Cgroup)
+		if err != nil {
+			res.Err = err
+		} else {
+			res.Cgroup = &cg
+			res.NanoCores, res.HasRate = c.rate(t.Key, cg.Timestamp, cg.CPU.Usage)
+		}
+	}
+	if t.Layer != "" {
+		u, err := Usage(t.Layer)
+		if err == nil {
+			res.Layer = &u
+		} else if res.Err == nil {
+			res.Err = err
+		}
+	}
+	if t.Net != nil {
+		ifs, err := t.Net()
+		if err == nil {
+			res.Net = ifs
+		} else if res.Err == nil {
+			res.Err = err
+		}
+	}
+	return res
+}
+
+// rate is the CPU use per second between this reading and the previous one
+// of key, in nanocores.
+func (c *Collector) rate(key string, at time.Time, usage uint64) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.prev[key]
+	if ok && at.Sub(p.at) < minRateInterval {
+		p.lastTouch = at
+		c.prev[key] = p
+		return p.rate, p.hasRate
+	}
+	np := cpuPoint{at: at, usage: usage, lastTouch: at}
+	if ok && usage >= p.usage {
+		np.rate = uint64(float64(usage-p.usage) / at.Sub(p.at).Seconds())
+		np.hasRate = true
+	}
+	c.prev[key] = np
+	return np.rate, np.hasRate
+}
+
+// prune forgets rates of targets not read for a while (removed ones).
+func (c *Collector) prune() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cutoff := time.Now().Add(-10 * time.Minute)
+	for k, p := range c.prev {
+		if p.lastTouch.Before(cutoff) {
+			delete(c.prev, k)
+		}
+	}
+}

@@ -9,57 +9,13 @@
 #
 #   bash bench/pull.sh [-n N] [-k]     (-k: keep the temp dir and logs)
 set -euo pipefail
-
-N=5
-KEEP=0
-while getopts "n:kh" opt; do
-	case $opt in
-	n) N=$OPTARG ;;
-	k) KEEP=1 ;;
-	*)
-		sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-		exit 2
-		;;
-	esac
-done
-[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "pull.sh: -n wants a positive integer" >&2; exit 2; }
-[[ $EUID -eq 0 ]] || { echo "pull.sh: must run as root" >&2; exit 1; }
-
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=bench/lib.sh
-. "$REPO/bench/lib.sh"
-BIN=$REPO/_output/bin
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+parse_n_k 5 "$@"
+bench_init crid-bench
 IMAGE=docker.io/library/crid-bench:5layers
-CONTAINERD=/usr/bin/containerd
-# On the root file system (not tmpfs), like /var/lib/containerd and /var/lib/crid.
-TMP=$(mktemp -d /var/tmp/crid-bench.XXXXXX)
-
-PIDS=()     # daemons we started, stopped in reverse order
-RUNTIMES=() # names, in start order
-declare -A SOCK ROOT BASE LOG TIMES WARM
-
-cleanup() {
-	local rc=$?
-	set +e
-	stop_pids
-	# containerd may leave snapshot or temp mounts under its root/state/temp.
-	umount_under "$TMP"
-	if ((KEEP)); then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-crictl_() { # crictl_ RUNTIME ARGS...
-	local s=unix://${SOCK[$1]}
-	shift
-	"$CRICTL" --config "$TMP/crictl.yaml" --runtime-endpoint "$s" --image-endpoint "$s" \
-		--timeout 300s "$@"
-}
+declare -A ROOT BASE TIMES WARM
 
 # usage_bytes DIR: bytes under DIR. Files may vanish during the walk (crid
 # renames removed layers to rm-* and deletes them in the background).
@@ -70,50 +26,25 @@ build_bins
 find_crictl
 
 # --- registry -------------------------------------------------------------------
-HOSTS=$TMP/hosts
-log "starting rig --bench"
-"$BIN/rig" serve --addr 127.0.0.1:0 --hosts-dir "$HOSTS" --ready-file "$TMP/rig.ready" --bench \
-	>"$TMP/rig.log" 2>&1 &
-PIDS+=($!)
-wait_for test -s "$TMP/rig.ready" || { cat "$TMP/rig.log" >&2; exit 1; }
+start_rig --bench
 log "rig at $(cat "$TMP/rig.ready")"
 
 # --- crid, one daemon per max_concurrent_downloads -----------------------------------
 for mcd in 3 5; do
 	name=crid-mcd$mcd
-	d=$TMP/$name
-	mkdir -p "$d/root" "$d/state"
-	printf '[image]\nmax_concurrent_downloads = %d\n' "$mcd" >"$d/config.toml"
-	SOCK[$name]=$d/crid.sock
-	ROOT[$name]=$d/root
-	LOG[$name]=$d/crid.log
-	"$BIN/crid" --config "$d/config.toml" --root "$d/root" --state "$d/state" \
-		--listen "unix://${SOCK[$name]}" --registry-config-dir "$HOSTS" --log-level info \
-		>"${LOG[$name]}" 2>&1 &
-	PIDS+=($!)
-	RUNTIMES+=("$name")
-	wait_for crictl_ "$name" images || { cat "${LOG[$name]}" >&2; exit 1; }
+	mkdir -p "$TMP/$name"
+	printf '[image]\nmax_concurrent_downloads = %d\n' "$mcd" >"$TMP/$name/config.toml"
+	ROOT[$name]=$TMP/$name/root
+	start_crid "$name" --config "$TMP/$name/config.toml"
 done
 
 # --- containerd -------------------------------------------------------------------
 if [[ -x $CONTAINERD ]]; then
-	name=containerd
 	d=$TMP/containerd
 	mkdir -p "$d/cni/bin" "$d/cni/net.d"
-	SOCK[$name]=$d/containerd.sock
-	ROOT[$name]=$d/root
-	LOG[$name]=$d/containerd.log
-	containerd_config "$d" "$HOSTS" "$d/cni/bin" "$d/cni/net.d"
-	log "starting containerd"
-	"$CONTAINERD" --config "$d/config.toml" >"${LOG[$name]}" 2>&1 &
-	PIDS+=($!)
-	RUNTIMES+=("$name")
-	if ! wait_for crictl_ "$name" images; then
-		tail -50 "${LOG[$name]}" >&2
-		echo "pull.sh: containerd's CRI plugin did not come up" >&2
-		exit 1
-	fi
-	crictl_ "$name" info >"$d/crictl-info.json"
+	ROOT[containerd]=$d/root
+	start_containerd "$d/cni/bin" "$d/cni/net.d"
+	crictl_ containerd info >"$d/crictl-info.json"
 	grep -q '"snapshotter": "overlayfs"' "$d/crictl-info.json" || {
 		echo "pull.sh: unexpected containerd CRI config, see $d/crictl-info.json" >&2
 		exit 1

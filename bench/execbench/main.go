@@ -9,11 +9,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"slices"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/crid-project/crid/bench/internal/benchutil"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -26,27 +24,22 @@ func main() {
 	cmd := flag.String("cmd", "/bin/true", "command to exec")
 	flag.Parse()
 	if err := run(*endpoint, *n, *warmup, *image, *logDir, *cmd); err != nil {
-		fmt.Fprintln(os.Stderr, "execbench:", err)
-		os.Exit(1)
+		benchutil.Fatal(err)
 	}
 }
 
 func run(endpoint string, n, warmup int, image, logDir, cmd string) error {
-	conn, err := grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := benchutil.Dial(endpoint)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	rt := runtimeapi.NewRuntimeServiceClient(conn)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer c.Close()
+	rt := c.Runtime
+	ctx, cancel := benchutil.Context()
 	defer cancel()
 
 	uid := fmt.Sprintf("execbench-%d", os.Getpid())
-	podCfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: uid, Namespace: "bench", Uid: uid},
-		LogDirectory: logDir + "/" + uid,
-		Linux:        &runtimeapi.LinuxPodSandboxConfig{},
-	}
+	podCfg := benchutil.PodConfig(uid, "bench", uid, logDir+"/"+uid)
 	pod, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: podCfg})
 	if err != nil {
 		return fmt.Errorf("run pod: %w", err)
@@ -54,18 +47,11 @@ func run(endpoint string, n, warmup int, image, logDir, cmd string) error {
 	defer func() {
 		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
 		defer ccancel()
-		rt.StopPodSandbox(cctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
-		rt.RemovePodSandbox(cctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+		benchutil.RemovePod(cctx, rt, pod.PodSandboxId)
 	}()
 	ctr, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: pod.PodSandboxId, SandboxConfig: podCfg,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: "sleeper"},
-			Image:    &runtimeapi.ImageSpec{Image: image},
-			Command:  []string{"sleep", "3600"},
-			LogPath:  "sleeper.log",
-			Linux:    &runtimeapi.LinuxContainerConfig{},
-		},
+		Config: benchutil.SleepContainer("sleeper", image, "sleeper.log"),
 	})
 	if err != nil {
 		return fmt.Errorf("create container: %w", err)
@@ -88,10 +74,8 @@ func run(endpoint string, n, warmup int, image, logDir, cmd string) error {
 			d = append(d, el)
 		}
 	}
-	slices.Sort(d)
-	q := func(p float64) string {
-		return fmt.Sprintf("%.2f", float64(d[min(len(d)-1, int(p*float64(len(d))))])/1e6)
-	}
+	d = benchutil.Sorted(d)
+	q := func(p float64) string { return benchutil.MS(benchutil.AtIndex(d, p)) }
 	fmt.Printf("execsync_ms median %s p90 %s p99 %s max %s n %d\n", q(0.5), q(0.9), q(0.99), q(1), len(d))
 	return nil
 }

@@ -10,12 +10,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"sort"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/crid-project/crid/bench/internal/benchutil"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -25,13 +22,12 @@ func main() {
 	want := flag.Int("want", 0, "fail unless this many container stats come back")
 	pods := flag.Bool("pods", false, "time ListPodSandboxStats instead")
 	flag.Parse()
-	conn, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	cl, err := benchutil.Dial(*endpoint)
 	if err != nil {
-		fatal(err)
+		benchutil.Fatal(err)
 	}
-	defer conn.Close()
-	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	defer cl.Close()
+	rt := cl.Runtime
 	call := func(ctx context.Context) (int, error) {
 		if *pods {
 			r, err := rt.ListPodSandboxStats(ctx, &runtimeapi.ListPodSandboxStatsRequest{})
@@ -40,13 +36,13 @@ func main() {
 		r, err := rt.ListContainerStats(ctx, &runtimeapi.ListContainerStatsRequest{})
 		return len(r.GetStats()), err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := benchutil.Context()
 	defer cancel()
 	// Two untimed calls: connection set-up, and the first CPU reading
 	// (later ones also compute a rate).
 	for range 2 {
 		if _, err := call(ctx); err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 	}
 	var ds []time.Duration
@@ -55,7 +51,7 @@ func main() {
 		start := time.Now()
 		c, err := call(ctx)
 		if err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 		ds = append(ds, time.Since(start))
 		got = c
@@ -63,15 +59,10 @@ func main() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	if *want > 0 && got < *want {
-		fatal(fmt.Errorf("%d stats, want %d", got, *want))
+		benchutil.Fatal(fmt.Errorf("%d stats, want %d", got, *want))
 	}
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	q := func(f float64) string { return fmt.Sprintf("%.2f", float64(ds[int(f*float64(len(ds)-1))])/1e6) }
+	ds = benchutil.Sorted(ds)
+	q := func(f float64) string { return benchutil.MS(benchutil.AtIndexBelow(ds, f)) }
 	// median p90 min max (ms) and the number of stats
 	fmt.Printf("%s %s %s %s %d\n", q(0.5), q(0.9), q(0), q(1), got)
-}
-
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "statsbench:", err)
-	os.Exit(1)
 }

@@ -23,8 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"github.com/crid-project/crid/bench/internal/benchutil"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -42,32 +41,29 @@ func main() {
 	flag.Parse()
 	if *summary != "" {
 		if err := critestSummary(*summary); err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 		return
 	}
-	if *endpoint == "" {
-		fatal(fmt.Errorf("-endpoint is required"))
-	}
-	conn, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := benchutil.Dial(*endpoint)
 	if err != nil {
-		fatal(err)
+		benchutil.Fatal(err)
 	}
-	defer conn.Close()
+	defer c.Close()
 	b := &bench{
-		rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn),
+		rt: c.Runtime, img: c.Image,
 		image: *image, logDir: *logDir, cgParent: *cgParent, run: fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := benchutil.Context()
 	defer cancel()
 	if _, err := b.img.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: b.image}}); err != nil {
-		fatal(fmt.Errorf("pull %s: %w", b.image, err))
+		benchutil.Fatal(fmt.Errorf("pull %s: %w", b.image, err))
 	}
 	if *leave > 0 {
 		for i := 0; i < *leave; i++ {
 			r, err := b.start(ctx, i)
 			if err != nil {
-				fatal(err)
+				benchutil.Fatal(err)
 			}
 			fmt.Printf("pod %s %s\n", r.pod, r.ctr)
 		}
@@ -76,24 +72,24 @@ func main() {
 	for i := 0; i < *warmup; i++ {
 		r, err := b.start(ctx, -1-i)
 		if err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 		if err := b.remove(ctx, r.pod); err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 	}
 	var runp, create, start, both []time.Duration
 	for i := 0; i < *n; i++ {
 		r, err := b.start(ctx, i)
 		if err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 		runp = append(runp, r.runp)
 		create = append(create, r.create)
 		start = append(start, r.start)
 		both = append(both, r.create+r.start)
 		if err := b.remove(ctx, r.pod); err != nil {
-			fatal(err)
+			benchutil.Fatal(err)
 		}
 	}
 	fmt.Printf("# %d iterations after %d untimed; milliseconds\n", *n, *warmup)
@@ -128,22 +124,13 @@ func (b *bench) start(ctx context.Context, i int) (result, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return r, err
 	}
-	podCfg := &runtimeapi.PodSandboxConfig{
-		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Uid: uid, Namespace: "default"},
-		Hostname:     name,
-		LogDirectory: logDir,
-		DnsConfig:    &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"}, Options: []string{"ndots:5"}},
-		Labels:       map[string]string{"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": "default", "io.kubernetes.pod.uid": uid},
-		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_POD,
-					Pid:     runtimeapi.NamespaceMode_CONTAINER,
-					Ipc:     runtimeapi.NamespaceMode_POD,
-				},
-			},
-		},
-	}
+	// As the kubelet sends them: hostname, cluster DNS, pod labels, and
+	// per-container PID namespaces.
+	podCfg := benchutil.PodConfig(name, "default", uid, logDir)
+	podCfg.Hostname = name
+	podCfg.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"default.svc.cluster.local", "svc.cluster.local", "cluster.local"}, Options: []string{"ndots:5"}}
+	podCfg.Labels = map[string]string{"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": "default", "io.kubernetes.pod.uid": uid}
+	podCfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: namespaces()}
 	if b.cgParent != "" {
 		podCfg.Linux.CgroupParent = b.cgParent + "/pod" + uid
 	}
@@ -154,22 +141,9 @@ func (b *bench) start(ctx context.Context, i int) (result, error) {
 		return r, fmt.Errorf("RunPodSandbox: %w", err)
 	}
 	r.pod = pr.PodSandboxId
-	ctrCfg := &runtimeapi.ContainerConfig{
-		Metadata: &runtimeapi.ContainerMetadata{Name: "sleep"},
-		Image:    &runtimeapi.ImageSpec{Image: b.image},
-		Command:  []string{"sleep", "3600"},
-		LogPath:  "sleep/0.log",
-		Labels:   map[string]string{"io.kubernetes.container.name": "sleep"},
-		Linux: &runtimeapi.LinuxContainerConfig{
-			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{
-					Network: runtimeapi.NamespaceMode_POD,
-					Pid:     runtimeapi.NamespaceMode_CONTAINER,
-					Ipc:     runtimeapi.NamespaceMode_POD,
-				},
-			},
-		},
-	}
+	ctrCfg := benchutil.SleepContainer("sleep", b.image, "sleep/0.log")
+	ctrCfg.Labels = map[string]string{"io.kubernetes.container.name": "sleep"}
+	ctrCfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: namespaces()}
 	t0 = time.Now()
 	cr, err := b.rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: r.pod, Config: ctrCfg, SandboxConfig: podCfg})
 	r.create = time.Since(t0)
@@ -186,42 +160,27 @@ func (b *bench) start(ctx context.Context, i int) (result, error) {
 	return r, nil
 }
 
+// namespaces: the pod's network and IPC, the container's own PID namespace.
+func namespaces() *runtimeapi.NamespaceOption {
+	return &runtimeapi.NamespaceOption{
+		Network: runtimeapi.NamespaceMode_POD,
+		Pid:     runtimeapi.NamespaceMode_CONTAINER,
+		Ipc:     runtimeapi.NamespaceMode_POD,
+	}
+}
+
 func (b *bench) remove(ctx context.Context, pod string) error {
-	if _, err := b.rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod}); err != nil {
-		return fmt.Errorf("StopPodSandbox: %w", err)
-	}
-	if _, err := b.rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
-		return fmt.Errorf("RemovePodSandbox: %w", err)
-	}
-	return nil
+	return benchutil.RemovePod(ctx, b.rt, pod)
 }
-
-// quantile of sorted d, nearest rank; the median of an even count is the
-// mean of the two middle values.
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	if q == 0.5 && len(d)%2 == 0 {
-		return (d[len(d)/2-1] + d[len(d)/2]) / 2
-	}
-	k := int(q*float64(len(d))+0.999999) - 1
-	if k < 0 {
-		k = 0
-	}
-	return d[k]
-}
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/1e6) }
 
 func printStats(name string, d []time.Duration) {
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	s := benchutil.Sorted(d)
 	if len(s) == 0 {
 		fmt.Printf("%-28s %8s\n", name, "-")
 		return
 	}
-	fmt.Printf("%-28s %8s %8s %8s %8s\n", name, ms(quantile(s, 0.5)), ms(quantile(s, 0.9)), ms(s[0]), ms(s[len(s)-1]))
+	ms := benchutil.MS
+	fmt.Printf("%-28s %8s %8s %8s %8s\n", name, ms(benchutil.NearestRank(s, 0.5)), ms(benchutil.NearestRank(s, 0.9)), ms(s[0]), ms(s[len(s)-1]))
 }
 
 // critest -benchmark -benchmarking-output-dir writes one
@@ -265,9 +224,4 @@ func critestSummary(dir string) error {
 		}
 	}
 	return nil
-}
-
-func fatal(err error) {
-	fmt.Fprintln(os.Stderr, "podbench:", err)
-	os.Exit(1)
 }

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what crid and its tests need on Debian, as root: the OCI runtime,
 # monitor and CNI packages, busybox for the test images, and crictl and
-# critest (sigs.k8s.io/cri-tools) built from the Go module proxy.
+# critest (sigs.k8s.io/cri-tools) and the kubelet (test/kubelet, for the
+# kubelet end-to-end test) built from the Go module proxy.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CRI_TOOLS_VERSION=v1.37.0
+# The kubelet's version is the k8s.io/kubernetes that test/kubelet pins.
+KUBELET_VERSION=$(sed -n 's/^\tk8s\.io\/kubernetes \(v[^ ]*\)$/\1/p' test/kubelet/go.mod)
+[ -n "$KUBELET_VERSION" ] || { echo "install-deps: no k8s.io/kubernetes version in test/kubelet/go.mod"; exit 1; }
 BIN="$PWD/_output/bin"
 export PATH="/usr/local/go/bin:$HOME/go/bin:$PATH"
 export GOFLAGS=-buildvcs=false
@@ -39,4 +43,10 @@ if [ ! -x "$BIN/critest" ] || [ "$(cat "$BIN/critest.version" 2>/dev/null)" != "
 	chmod -R u+w "$work"
 	(cd "$work" && go test -c -o "$BIN/critest" ./cmd/critest)
 	echo "$CRI_TOOLS_VERSION" > "$BIN/critest.version"
+fi
+if ! "$BIN/kubelet" --version 2>/dev/null | grep -qx "Kubernetes $KUBELET_VERSION"; then
+	# About 8 minutes on 2 cores with a cold build cache.
+	echo "install-deps: building kubelet $KUBELET_VERSION"
+	(cd test/kubelet && go build -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBELET_VERSION" \
+		-o "$BIN/kubelet" .)
 fi

@@ -168,6 +168,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		HostCapabilities:   m.host.capabilities,
 		MinOOMScoreAdj:     m.host.minOOMScoreAdj,
 		SwapLimitSupported: m.host.swapLimit,
+		HugetlbSupported:   m.host.hugetlb,
 		ShmPath:            sb.Shm(),
 		ResolvConfPath:     sb.ResolvConf(),
 		HostsPath:          sb.Hosts(),

@@ -123,7 +123,7 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	}
 	unlock := m.lock(c.ID)
 	defer unlock()
-	res, err := spec.Resources(r, m.host.swapLimit)
+	res, err := spec.Resources(r, m.host.swapLimit, m.host.hugetlb)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +24,11 @@ type hostFacts struct {
 	// swapLimit: the memory cgroup can limit swap (runc fails a container
 	// with a swap limit otherwise).
 	swapLimit bool
+	// hugetlb: runc can set hugepage limits, i.e. the hugetlb controller is
+	// a v1 hierarchy or, on a unified (v2 only) host, enabled in the root's
+	// cgroup.controllers. On a hybrid host runc manages v1 controllers only,
+	// so hugetlb listed in the v2 hierarchy alone does not count.
+	hugetlb bool
 }
 
 func readHostFacts() (hostFacts, error) {
@@ -48,6 +54,7 @@ func readHostFacts() (hostFacts, error) {
 			h.swapLimit = true
 		}
 	}
+	h.hugetlb = hugetlbController("/proc/self/mountinfo", "/sys/fs/cgroup")
 	h.minOOMScoreAdj = -1000
 	if !caps.Get(capability.BOUNDING, capability.CAP_SYS_RESOURCE) {
 		raw, err := os.ReadFile("/proc/self/oom_score_adj")
@@ -76,4 +83,33 @@ func runtimeFeatures(path string) (rro bool) {
 		return false
 	}
 	return slices.Contains(f.MountOptions, "rro")
+}
+
+// hugetlbController says whether runc can set hugepage limits: on a unified
+// host (cgroup2 mounted at root) the hugetlb controller is in root's
+// cgroup.controllers; otherwise a v1 cgroup hierarchy with the hugetlb
+// option is mounted (runc's v1 manager finds hierarchies in mountinfo).
+func hugetlbController(mountinfo, root string) bool {
+	raw, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(raw)) {
+		// "36 31 0:33 / /sys/fs/cgroup/hugetlb rw - cgroup cgroup rw,hugetlb":
+		// the mount point is field 5, after " - " come the type, the
+		// source and the super options.
+		pre, post, ok := strings.Cut(line, " - ")
+		fields, tail := strings.Fields(pre), strings.Fields(post)
+		if !ok || len(fields) < 5 || len(tail) < 3 {
+			continue
+		}
+		switch {
+		case tail[0] == "cgroup2" && fields[4] == root:
+			ctl, err := os.ReadFile(filepath.Join(root, "cgroup.controllers"))
+			return err == nil && slices.Contains(strings.Fields(string(ctl)), "hugetlb")
+		case tail[0] == "cgroup" && slices.Contains(strings.Split(tail[2], ","), "hugetlb"):
+			return true
+		}
+	}
+	return false
 }

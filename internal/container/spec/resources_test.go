@@ -13,6 +13,7 @@ func TestResources(t *testing.T) {
 		name    string
 		r       *R
 		swap    bool
+		hugetlb bool
 		check   func(t *testing.T, r *specs.LinuxResources)
 		wantErr string
 	}{
@@ -49,8 +50,16 @@ func TestResources(t *testing.T) {
 			}
 		}},
 		{name: "hugepages and unified", r: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 1 << 21}},
-			Unified: map[string]string{"memory.high": "1000000"}}, check: func(t *testing.T, r *specs.LinuxResources) {
+			Unified: map[string]string{"memory.high": "1000000"}}, hugetlb: true, check: func(t *testing.T, r *specs.LinuxResources) {
 			if len(r.HugepageLimits) != 1 || r.HugepageLimits[0].Pagesize != "2MB" || r.Unified["memory.high"] != "1000000" {
+				t.Errorf("%+v", r)
+			}
+		}},
+		// The kubelet sends a zero limit per page size the node has; runc
+		// fails the create when it cannot set one.
+		{name: "hugepages without hugetlb controller", r: &R{HugepageLimits: []*runtimeapi.HugepageLimit{{PageSize: "2MB"}, {PageSize: "1GB"}},
+			MemoryLimitInBytes: 64 << 20}, check: func(t *testing.T, r *specs.LinuxResources) {
+			if r.HugepageLimits != nil || *r.Memory.Limit != 64<<20 {
 				t.Errorf("%+v", r)
 			}
 		}},
@@ -75,6 +84,7 @@ func TestResources(t *testing.T) {
 			in := testInput(t)
 			in.Config.Linux = &runtimeapi.LinuxContainerConfig{Resources: tc.r}
 			in.SwapLimitSupported = tc.swap
+			in.HugetlbSupported = tc.hugetlb
 			s, _, err := Build(in)
 			if checkErr(t, err, tc.wantErr) {
 				tc.check(t, s.Linux.Resources)

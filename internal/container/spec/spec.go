@@ -92,6 +92,12 @@ type Input struct {
 	// to start a container with a swap limit otherwise, so without it no
 	// swap limit is set.
 	SwapLimitSupported bool
+	// HugetlbSupported says runc can set hugepage limits (the hugetlb cgroup
+	// controller is there). Without it runc fails the create ("cannot set
+	// hugetlb limit"), so hugepage limits are dropped, as containerd
+	// (tolerate_missing_hugetlb_controller, the default) and CRI-O do: the
+	// kubelet sends them for every container, zero when none are requested.
+	HugetlbSupported bool
 }
 
 // Annotations crid sets on every container, named as containerd names them so
@@ -173,6 +179,7 @@ func Build(in Input) (*specs.Spec, *runtimeapi.ContainerUser, error) {
 	if err := setResources(s, in.Config.GetLinux().GetResources(), in.SwapLimitSupported); err != nil {
 		return nil, nil, err
 	}
+	dropUnsupportedLimits(s.Linux.Resources, in.HugetlbSupported)
 	if s.Process.OOMScoreAdj, err = oomScoreAdj(in.Config.GetLinux().GetResources(), in.MinOOMScoreAdj); err != nil {
 		return nil, nil, err
 	}

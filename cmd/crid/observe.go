@@ -13,6 +13,7 @@ import (
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/events"
 	"github.com/crid-project/crid/internal/metrics"
+	"github.com/crid-project/crid/internal/sandbox"
 	"github.com/crid-project/crid/internal/stats"
 )
 
@@ -56,15 +57,17 @@ func setupObservability(ctx context.Context, d deps) (*observability, error) {
 	d.pods.Observer = obs
 	d.containers.Observer = obs
 	err = o.metrics.Register(metrics.Counts{
+		// Every state is reported, zero included, so that a dashboard's
+		// series do not vanish when the last pod of a state goes.
 		Pods: func() map[string]int {
-			n := map[string]int{}
+			n := map[string]int{string(sandbox.StateReady): 0, string(sandbox.StateNotReady): 0}
 			for _, sb := range d.pods.List() {
 				n[string(sb.State)]++
 			}
 			return n
 		},
 		Containers: func() map[string]int {
-			n := map[string]int{}
+			n := map[string]int{string(container.StateCreated): 0, string(container.StateRunning): 0, string(container.StateExited): 0}
 			for _, c := range d.containers.List() {
 				n[string(c.State)]++
 			}

@@ -163,6 +163,8 @@ func TestStatsMetricsEvents(t *testing.T) {
 		"crid_image_pull_duration_seconds_count",
 		"crid_conmon_processes",
 		"crid_event_subscribers",
+		"crid_pods{state=\"ready\"}",
+		"crid_containers{state=\"running\"}",
 		"go_goroutines",
 	} {
 		if !strings.Contains(text, family) {

@@ -127,7 +127,7 @@ type Manager struct {
 	mu         sync.Mutex
 	containers map[string]*Container
 	exited     map[string]chan struct{} // closed when the container's exit is recorded
-	locks      sync.Map                 // id → *sync.Mutex
+	locks      ids.Locks                // serialises operations on one object
 }
 
 // New loads the stored containers.
@@ -183,12 +183,7 @@ func (m *Manager) handler(name string) (oci.Handler, error) {
 	return h, nil
 }
 
-func (m *Manager) lock(id string) func() {
-	v, _ := m.locks.LoadOrStore(id, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
-}
+func (m *Manager) lock(id string) func() { return m.locks.Lock(id) }
 
 // Get returns a copy of the container with id (a unique prefix is accepted).
 func (m *Manager) Get(id string) (Container, error) {
@@ -267,7 +262,7 @@ func (m *Manager) delete(c *Container) error {
 	delete(m.exited, c.ID)
 	m.mu.Unlock()
 	m.names.Release(c.Name, c.ID)
-	m.locks.Delete(c.ID)
+	m.locks.Forget(c.ID)
 	return nil
 }
 

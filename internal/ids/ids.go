@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/containerd/errdefs"
 )
@@ -43,3 +44,18 @@ func Find[T any](m map[string]*T, id, kind string, visible func(*T) bool) (*T, e
 	}
 	return found, nil
 }
+
+// Locks serialises the operations on one object at a time, by ID, while
+// operations on different objects run in parallel.
+type Locks struct{ m sync.Map }
+
+// Lock takes id's lock and returns the function that releases it.
+func (l *Locks) Lock(id string) (unlock func()) {
+	v, _ := l.m.LoadOrStore(id, &sync.Mutex{})
+	mu := v.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
+}
+
+// Forget drops id's lock once the object is gone.
+func (l *Locks) Forget(id string) { l.m.Delete(id) }

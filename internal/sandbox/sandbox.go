@@ -122,7 +122,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox
-	locks     sync.Map // id → *sync.Mutex: serialises operations on one sandbox
+	locks     ids.Locks // serialises operations on one object
 }
 
 // New loads the stored sandboxes.
@@ -146,12 +146,7 @@ func New(cfg Config, db *store.Store, net *network.Manager, log *slog.Logger) (*
 	return m, nil
 }
 
-func (m *Manager) lock(id string) func() {
-	v, _ := m.locks.LoadOrStore(id, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
-}
+func (m *Manager) lock(id string) func() { return m.locks.Lock(id) }
 
 // Get returns a copy of the sandbox with id (a unique prefix is accepted).
 func (m *Manager) Get(id string) (Sandbox, error) {

@@ -77,7 +77,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	if err := m.delete(&sb); err != nil {
 		return err
 	}
-	m.locks.Delete(sb.ID)
+	m.locks.Forget(sb.ID)
 	m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, sb.ID)
 	m.log.Info("pod sandbox removed", "pod", sb.ID)
 	return nil

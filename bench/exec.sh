@@ -2,8 +2,8 @@
 # ExecSync latency benchmark (the kubelet's exec probes): crid beside
 # Debian's containerd, both over CRI, inside one network namespace made here
 # (the rig's registry on its loopback). For each runtime: one pod with a
-# sleeping busybox container, then N sequential ExecSync of /bin/true
-# (bench/execbench); plus the floor, `runc exec` of /bin/true into crid's
+# sleeping busybox container, then N sequential ExecSync of /bin/true, the
+# runtimes taking turns in blocks of 25 calls (bench/execbench); plus the floor, `runc exec` of /bin/true into crid's
 # container by hand. Run as root; see README.md.
 #
 #   bash bench/exec.sh [-n N] [-k]
@@ -26,10 +26,15 @@ printf 'runtime-endpoint: ""\n' >"$TMP/crictl.yaml"
 start_in_netns
 for r in "${RUNTIMES[@]}"; do pull_images "$r" "$IMAGE" "$PAUSE"; done
 
+# One execbench for both runtimes: they take turns in blocks of calls, so a
+# load spike on this shared machine hits both alike.
 declare -A RES
+eps=()
+for r in "${RUNTIMES[@]}"; do eps+=("$r=unix://${SOCK[$r]}"); done
+log "execbench -n $N, interleaved: ${RUNTIMES[*]}"
+out=$(inns "$BIN/execbench" -endpoint "$(IFS=,; echo "${eps[*]}")" -n "$N" -image "$IMAGE" -log-dir "$TMP/pod-logs")
 for r in "${RUNTIMES[@]}"; do
-	log "execbench -n $N against $r"
-	RES[$r]=$(inns "$BIN/execbench" -endpoint "unix://${SOCK[$r]}" -n "$N" -image "$IMAGE" -log-dir "$TMP/$r/pod-logs")
+	RES[$r]=$(awk -v r="$r" '$1 == r { $1 = ""; sub(/^ /, ""); print }' <<<"$out")
 	log "$r: ${RES[$r]}"
 done
 

@@ -128,6 +128,8 @@ type Manager struct {
 	containers map[string]*Container
 	exited     map[string]chan struct{} // closed when the container's exit is recorded
 	locks      ids.Locks                // serialises operations on one object
+	// processes caches each container's OCI process spec for exec.
+	processes sync.Map // id → *specs.Process
 }
 
 // New loads the stored containers.
@@ -263,6 +265,7 @@ func (m *Manager) delete(c *Container) error {
 	m.mu.Unlock()
 	m.names.Release(c.Name, c.ID)
 	m.locks.Forget(c.ID)
+	m.processes.Delete(c.ID)
 	return nil
 }
 

@@ -183,6 +183,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err := writeSpec(m.bundleDir(id), s); err != nil {
 		return err
 	}
+	m.processes.Store(id, s.Process)
 	crashpoint.Hit("container/after-spec")
 	specDone := time.Now()
 

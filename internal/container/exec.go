@@ -87,14 +87,29 @@ func (m *Manager) execProcess(id string, cmd []string) (Container, oci.Handler, 
 	if err != nil {
 		return c, h, nil, err
 	}
-	s, err := m.readSpec(c.ID)
+	proc, err := m.process(c.ID)
 	if err != nil {
 		return c, h, nil, err
 	}
-	p := *s.Process
+	p := *proc
 	p.Args = cmd
 	p.Terminal = false
 	return c, h, &p, nil
+}
+
+// process is the container's OCI process spec, read from its bundle once
+// and kept: exec probes run it every few seconds per container, and the
+// spec (with its seccomp profile) is tens of kilobytes of JSON.
+func (m *Manager) process(id string) (*specs.Process, error) {
+	if p, ok := m.processes.Load(id); ok {
+		return p.(*specs.Process), nil
+	}
+	s, err := m.readSpec(id)
+	if err != nil {
+		return nil, err
+	}
+	m.processes.Store(id, s.Process)
+	return s.Process, nil
 }
 
 func (m *Manager) readSpec(id string) (*specs.Spec, error) {

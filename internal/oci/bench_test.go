@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/oci/ocitest"
 )
@@ -69,6 +71,42 @@ func BenchmarkRuncFloor(b *testing.B) {
 			b.Fatalf("%v: %s", err, out)
 		}
 		b.StartTimer()
+	}
+	reportMedian(b, d)
+}
+
+// BenchmarkExecSync times ExecSync of `true` into a running container, as
+// the kubelet's exec probes do; BenchmarkRuncExecFloor times the bare
+// `runc exec` it wraps, from the same process.
+func BenchmarkExecSync(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	id := ocitest.ID("execbench-")
+	e.run(b, id, ocitest.Bundle(b, "sleep", "1000"), filepath.Join(b.TempDir(), "0.log"))
+	p := &specs.Process{Args: []string{"/bin/true"}, Cwd: "/", Env: []string{"PATH=/bin"}}
+	var d []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		res, err := e.rt.ExecSync(ctx, id, e.h, p, 10*time.Second)
+		if err != nil || res.ExitCode != 0 {
+			b.Fatal(err, res.ExitCode)
+		}
+		d = append(d, time.Since(start))
+	}
+	reportMedian(b, d)
+}
+
+func BenchmarkRuncExecFloor(b *testing.B) {
+	e := newEnv(b)
+	id := ocitest.ID("execfloor-")
+	e.run(b, id, ocitest.Bundle(b, "sleep", "1000"), filepath.Join(b.TempDir(), "0.log"))
+	var d []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if out, err := exec.Command(e.h.Path, "--root", e.h.Root, "exec", id, "/bin/true").CombinedOutput(); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+		d = append(d, time.Since(start))
 	}
 	reportMedian(b, d)
 }

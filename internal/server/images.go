@@ -105,14 +105,9 @@ func (s *Server) StreamImages(req *runtimeapi.StreamImagesRequest, stream runtim
 	if err != nil {
 		return err
 	}
-	for len(imgs) > 0 {
-		n := min(len(imgs), streamBatch)
-		if err := stream.Send(&runtimeapi.StreamImagesResponse{Images: imgs[:n]}); err != nil {
-			return err
-		}
-		imgs = imgs[n:]
-	}
-	return nil
+	return sendBatches(imgs, func(b []*runtimeapi.Image) error {
+		return stream.Send(&runtimeapi.StreamImagesResponse{Images: b})
+	})
 }
 
 func (s *Server) listImages(filter *runtimeapi.ImageFilter) ([]*runtimeapi.Image, error) {

@@ -38,6 +38,10 @@ func setupObservability(ctx context.Context, d deps) (*observability, error) {
 		// Unimplemented instead.
 		d.log.Error("stats unavailable", "error", err)
 		st = nil
+	} else {
+		// The disk usage walker lives as long as crid: requests only read
+		// what it measured.
+		st.Start(ctx)
 	}
 	o := &observability{stats: st, events: events.NewHub(eventBuffer), metrics: metrics.New()}
 	o.events.SetStatus(func(podID string) (*runtimeapi.PodSandboxStatus, []*runtimeapi.ContainerStatus) {

@@ -3,7 +3,9 @@
 // (v1 or v2, through github.com/opencontainers/cgroups), writable-layer
 // usage from the container's overlay upper dir, and network counters from a
 // pod's network namespace. Its Collector reads many cgroups concurrently
-// with a bound and a deadline, so one stuck cgroup never hangs the kubelet.
+// with a bound and a deadline, so one stuck cgroup never hangs the kubelet;
+// disk usage comes from a UsageCache that one bounded background walker
+// keeps, so no call walks a file tree.
 package stats
 
 import (

@@ -15,7 +15,8 @@ type Target struct {
 	Key string
 	// Cgroup is its cgroupfs path ("" if it has none to read).
 	Cgroup string
-	// Layer is its writable layer dir ("" if none).
+	// Layer is its writable layer dir ("" if none), read from the
+	// collector's usage cache.
 	Layer string
 	// Net reads its network counters (nil: none).
 	Net func() ([]Interface, error)
@@ -44,6 +45,9 @@ type Collector struct {
 	reader  *Reader
 	limit   int
 	timeout time.Duration
+	// layers answers writable-layer usage from a cache (nil: none is
+	// reported); a stats call never walks a layer itself.
+	layers func(dir string) (DirUsage, bool)
 
 	mu       sync.Mutex
 	prev     map[string]cpuPoint
@@ -145,12 +149,10 @@ func (c *Collector) read(t Target) Result {
 			res.NanoCores, res.HasRate = c.rate(t.Key, cg.Timestamp, cg.CPU.Usage)
 		}
 	}
-	if t.Layer != "" {
-		u, err := Usage(t.Layer)
-		if err == nil {
+	if t.Layer != "" && c.layers != nil {
+		// Not measured yet: no reading rather than a made-up zero.
+		if u, ok := c.layers(t.Layer); ok {
 			res.Layer = &u
-		} else if res.Err == nil {
-			res.Err = err
 		}
 	}
 	if t.Net != nil {

@@ -28,10 +28,12 @@ type Pods interface {
 	List() []sandbox.Sandbox
 }
 
-// Service answers the CRI stats calls from live readings.
+// Service answers the CRI stats calls from live cgroup readings and from
+// a cache of disk usage that a background walker keeps (Start, Close).
 type Service struct {
 	coll       *Collector
 	reader     *Reader
+	usage      *UsageCache
 	containers Containers
 	pods       Pods
 	log        *slog.Logger
@@ -46,14 +48,27 @@ const (
 )
 
 // NewService returns the stats service; it fails if the cgroup hierarchy
-// cannot be found.
+// cannot be found. Disk usage is reported once Start runs its walker.
 func NewService(containers Containers, pods Pods, log *slog.Logger) (*Service, error) {
 	r, err := NewReader()
 	if err != nil {
 		return nil, err
 	}
-	return &Service{coll: NewCollector(r, DefaultConcurrency, DefaultTimeout), reader: r, containers: containers, pods: pods, log: log}, nil
+	return newService(r, containers, pods, UsageOptions{}, log), nil
 }
+
+func newService(r *Reader, containers Containers, pods Pods, opt UsageOptions, log *slog.Logger) *Service {
+	usage := NewUsageCache(containers.LayersDir(), opt, log)
+	coll := NewCollector(r, DefaultConcurrency, DefaultTimeout)
+	coll.layers = usage.Dir
+	return &Service{coll: coll, reader: r, usage: usage, containers: containers, pods: pods, log: log}
+}
+
+// Start runs the disk usage walker until ctx ends or Close.
+func (s *Service) Start(ctx context.Context) { s.usage.Start(ctx) }
+
+// Close stops the disk usage walker and waits for it.
+func (s *Service) Close() { s.usage.Close() }
 
 // snapshot is the pods and containers at the start of a call.
 type snapshot struct {
@@ -368,11 +383,11 @@ func hasIface(ifs []Interface, name string) bool {
 }
 
 // ContainerFs is the usage of the container filesystem (every writable
-// layer), for ImageFsInfo.
+// layer), for ImageFsInfo: the cached readings, never a walk (zero until
+// the walker's first pass ends).
 func (s *Service) ContainerFs() (mountpoint string, u DirUsage, err error) {
-	dir := s.containers.LayersDir()
-	u, err = Usage(dir)
-	return dir, u, err
+	u, _ = s.usage.Total()
+	return s.containers.LayersDir(), u, nil
 }
 
 // pidsOf lists the processes of a cgroup (for descriptor and thread counts).

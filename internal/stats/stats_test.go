@@ -3,7 +3,6 @@ package stats
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -113,23 +112,6 @@ func FuzzParseNetDev(f *testing.F) {
 			}
 		}
 	})
-}
-
-func TestUsage(t *testing.T) {
-	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "a"), make([]byte, 64<<10), 0o644)
-	os.Link(filepath.Join(dir, "a"), filepath.Join(dir, "b")) // counted once
-	os.Mkdir(filepath.Join(dir, "d"), 0o755)
-	u, err := Usage(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if u.Inodes != 3 || u.Bytes < 64<<10 || u.Bytes > 80<<10 {
-		t.Errorf("usage %+v", u)
-	}
-	if u, err := Usage(filepath.Join(dir, "missing")); err != nil || u != (DirUsage{}) {
-		t.Errorf("missing dir: %+v %v", u, err)
-	}
 }
 
 // A stuck read (here: network counters that never come) must not hold a

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/errdefs"
 	"github.com/moby/profiles/seccomp"
@@ -125,30 +126,34 @@ func seccompProfile(sc *runtimeapi.LinuxContainerSecurityContext, s *specs.Spec,
 }
 
 // maxProfileSize bounds a Localhost profile; Docker's default is ~25 KiB.
-const maxProfileSize = 4 << 20
+const maxProfileSize = 1 << 20
 
 // readProfile reads a profile file, refusing anything but a regular file of
-// sane size: the reference comes from the request, and /dev/zero or a FIFO
-// would otherwise hang the create.
+// sane size: the reference comes from the request, and a FIFO, a device or
+// /dev/zero would otherwise hang the create. O_NONBLOCK keeps the open
+// itself from waiting for a FIFO's writer; the checks are on the opened fd,
+// so the path cannot be swapped between them and the read.
 func readProfile(path string) (string, error) {
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("stat %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("%s is not a regular file", path)
+		return "", fmt.Errorf("%s is not a regular file (%s)", path, st.Mode().Type())
 	}
 	if st.Size() > maxProfileSize {
 		return "", fmt.Errorf("%s is larger than %d bytes", path, maxProfileSize)
 	}
+	// The file may grow after the fstat: read one byte past the bound to
+	// tell.
 	body, err := io.ReadAll(io.LimitReader(f, maxProfileSize+1))
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(body) > maxProfileSize {
 		return "", fmt.Errorf("%s is larger than %d bytes", path, maxProfileSize)

@@ -1,9 +1,15 @@
 package spec
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -61,6 +67,68 @@ func TestSeccomp(t *testing.T) {
 			}
 			if got == nil || got.DefaultAction != tc.wantAction || len(got.Syscalls) == 0 {
 				t.Fatalf("got %+v", got)
+			}
+		})
+	}
+}
+
+// A Localhost profile that is not a regular file of sane size fails at once
+// with InvalidArgument: a FIFO used to block the create in open(2) forever.
+func TestSeccompLocalhostFileKinds(t *testing.T) {
+	dir := t.TempDir()
+	valid := filepath.Join(dir, "valid.json")
+	writeFile(t, valid, blockChmod)
+	fifo := filepath.Join(dir, "fifo.json")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	subdir := filepath.Join(dir, "dir.json")
+	if err := os.Mkdir(subdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Valid JSON padded past the bound, so only the size can reject it.
+	large := filepath.Join(dir, "large.json")
+	writeFile(t, large, blockChmod[:len(blockChmod)-1]+`,"x":"`+strings.Repeat("a", maxProfileSize)+`"}`)
+	for _, tc := range []struct {
+		name, ref, wantErr string
+	}{
+		{name: "valid", ref: valid},
+		{name: "fifo", ref: fifo, wantErr: "not a regular file"},
+		{name: "directory", ref: subdir, wantErr: "not a regular file"},
+		{name: "too large", ref: large, wantErr: "larger than"},
+		{name: "device", ref: "/dev/zero", wantErr: "not a regular file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := &runtimeapi.LinuxContainerSecurityContext{Seccomp: &runtimeapi.SecurityProfile{
+				ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: tc.ref}}
+			s := &specs.Spec{Process: &specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: defaultCaps}}}
+			type result struct {
+				p   *specs.LinuxSeccomp
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				p, err := seccompProfile(sc, s, "")
+				done <- result{p, err}
+			}()
+			var r result
+			select {
+			case r = <-done:
+			case <-time.After(time.Minute): // a hang, not a slow machine
+				// Unblock the stuck open so the goroutine can end.
+				if w, err := os.OpenFile(tc.ref, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+					w.Close()
+				}
+				t.Fatalf("seccompProfile(%s) blocked", tc.ref)
+			}
+			if tc.wantErr == "" {
+				if r.err != nil || r.p == nil || r.p.DefaultAction != specs.ActAllow {
+					t.Fatalf("got %+v, %v", r.p, r.err)
+				}
+				return
+			}
+			if r.err == nil || !strings.Contains(r.err.Error(), tc.wantErr) || !errdefs.IsInvalidArgument(r.err) {
+				t.Fatalf("error %v, want InvalidArgument containing %q", r.err, tc.wantErr)
 			}
 		})
 	}

@@ -9,6 +9,12 @@
 // attach socket. crid learns about exits by watching that directory, which
 // also works for exits that happened while it was not running.
 //
+// A monitor that dies (OOM-killed, killed by an operator) writes no exit
+// file, so the Runtime also holds a pidfd of every watched monitor in one
+// epoll set and reports their ends on MonitorExits. When the exit dir
+// watcher may have lost events, Rescans tells the caller to re-read the
+// exit status of its live containers.
+//
 // Everything else (start, kill, delete, state, exec, update) is a direct call
 // of the OCI runtime binary.
 //

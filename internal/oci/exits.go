@@ -50,19 +50,39 @@ func (r *Runtime) ExitStatus(id string) (Exit, bool) {
 // Exits delivers the IDs of containers whose exit file appeared. The
 // watcher never blocks on a slow reader: IDs queue up without bound
 // (one per container exit). Exits that happened while crid was down are
-// not delivered; call ExitStatus for known containers at start-up.
+// not delivered; call ExitStatus for known containers at start-up. Exits
+// can also be missed while running (an inotify queue overflow): Rescans
+// says when.
 func (r *Runtime) Exits() <-chan string {
 	return r.exits.out
 }
 
+// Rescans receives a value when exits or monitor ends may have been missed:
+// the exit dir watcher reported an error (such as an inotify overflow) or
+// the monitor watcher broke. The caller then re-reads ExitStatus (and
+// MonitorAlive) of every container it believes live. Signals coalesce: one
+// value stands for every miss since the last receive, and the watchers
+// never wait for the reader.
+func (r *Runtime) Rescans() <-chan struct{} {
+	return r.rescans
+}
+
+// requestRescan signals Rescans without blocking.
+func (r *Runtime) requestRescan() {
+	select {
+	case r.rescans <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
 // exitWatcher turns fsnotify events on the exit dir into container IDs.
 type exitWatcher struct {
-	w    *fsnotify.Watcher
+	w    *fsnotify.Watcher // nil in tests that feed events themselves
 	out  chan string
 	done chan struct{}
 }
 
-func newExitWatcher(dir string, isContainer func(string) bool, log *slog.Logger) (*exitWatcher, error) {
+func newExitWatcher(dir string, isContainer func(string) bool, rescan func(), log *slog.Logger) (*exitWatcher, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, fmt.Errorf("watch exit dir: %w", err)
@@ -71,12 +91,20 @@ func newExitWatcher(dir string, isContainer func(string) bool, log *slog.Logger)
 		w.Close()
 		return nil, fmt.Errorf("watch exit dir %s: %w", dir, err)
 	}
-	ew := &exitWatcher{w: w, out: make(chan string, 64), done: make(chan struct{})}
-	go ew.run(isContainer, log)
+	ew := startExitWatcher(w.Events, w.Errors, isContainer, rescan, log)
+	ew.w = w
 	return ew, nil
 }
 
-func (ew *exitWatcher) run(isContainer func(string) bool, log *slog.Logger) {
+// startExitWatcher serves events and errs until either is closed; tests
+// inject their own.
+func startExitWatcher(events <-chan fsnotify.Event, errs <-chan error, isContainer func(string) bool, rescan func(), log *slog.Logger) *exitWatcher {
+	ew := &exitWatcher{out: make(chan string, 64), done: make(chan struct{})}
+	go ew.run(events, errs, isContainer, rescan, log)
+	return ew
+}
+
+func (ew *exitWatcher) run(events <-chan fsnotify.Event, errs <-chan error, isContainer func(string) bool, rescan func(), log *slog.Logger) {
 	defer close(ew.done)
 	var queue []string
 	for {
@@ -86,7 +114,7 @@ func (ew *exitWatcher) run(isContainer func(string) bool, log *slog.Logger) {
 			out, next = ew.out, queue[0]
 		}
 		select {
-		case ev, ok := <-ew.w.Events:
+		case ev, ok := <-events:
 			if !ok {
 				return
 			}
@@ -102,13 +130,13 @@ func (ew *exitWatcher) run(isContainer func(string) bool, log *slog.Logger) {
 			}
 			log.Debug("container exited", "container", id)
 			queue = append(queue, id)
-		case err, ok := <-ew.w.Errors:
+		case err, ok := <-errs:
 			if !ok {
 				return
 			}
-			// An overflow loses events; callers re-check ExitStatus on
-			// their own schedule, so just report it.
-			log.Error("exit dir watcher", "err", err)
+			// An overflow loses events: have the caller re-check.
+			log.Error("exit dir watcher, asking for a rescan", "err", err)
+			rescan()
 		case out <- next:
 			queue[0] = ""
 			queue = queue[1:]
@@ -117,7 +145,10 @@ func (ew *exitWatcher) run(isContainer func(string) bool, log *slog.Logger) {
 }
 
 func (ew *exitWatcher) close() error {
-	err := ew.w.Close()
+	var err error
+	if ew.w != nil {
+		err = ew.w.Close()
+	}
 	<-ew.done
 	if errors.Is(err, fsnotify.ErrClosed) {
 		return nil

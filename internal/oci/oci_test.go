@@ -61,17 +61,32 @@ func (e *env) run(t testing.TB, id, bundle, logPath string) int {
 	return pid
 }
 
+// waitBound bounds every wait for a container to do something: generous,
+// because CI machines are loaded; a passing test never waits that long.
+const waitBound = 30 * time.Second
+
 func waitExit(t *testing.T, rt *oci.Runtime, id string) {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	waitID(t, rt.Exits(), id, "exit")
+}
+
+// waitMonitorExit waits until MonitorExits delivers id.
+func waitMonitorExit(t *testing.T, rt *oci.Runtime, id string) {
+	t.Helper()
+	waitID(t, rt.MonitorExits(), id, "monitor exit")
+}
+
+func waitID(t *testing.T, ch <-chan string, id, what string) {
+	t.Helper()
+	timeout := time.After(waitBound)
 	for {
 		select {
-		case got := <-rt.Exits():
+		case got := <-ch:
 			if got == id {
 				return
 			}
 		case <-timeout:
-			t.Fatalf("no exit event for %s", id)
+			t.Fatalf("no %s event for %s in %v", what, id, waitBound)
 		}
 	}
 }
@@ -84,6 +99,8 @@ func readLog(t *testing.T, path string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A running container's last line may be half written.
+	b = b[:bytes.LastIndexByte(b, '\n')+1]
 	got := map[string]string{}
 	s := bufio.NewScanner(bytes.NewReader(b))
 	for s.Scan() {
@@ -163,9 +180,12 @@ func TestKillDelete(t *testing.T) {
 func TestSignalExitCode(t *testing.T) {
 	e := newEnv(t)
 	id := ocitest.ID("sig-")
-	// A child of init dies by SIGTERM and sh reports it; init itself then
-	// dies by the same signal raised with a handler-less default action.
-	e.run(t, id, ocitest.Bundle(t, "sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait"), "")
+	// The shell is the pid namespace's init, which ignores SIGTERM unless
+	// it has a handler: signal only once the trap is set, as the marker
+	// file written after it says.
+	bundle := ocitest.Bundle(t, "sh", "-c", "trap 'exit 143' TERM; : >/tmp/trapped; sleep 1000 & wait")
+	e.run(t, id, bundle, "")
+	waitFor(t, fileExists(filepath.Join(bundle, "rootfs", "tmp", "trapped")))
 	if err := e.rt.Kill(context.Background(), id, e.h, syscall.SIGTERM, false); err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +226,9 @@ func TestExecSync(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("timeout: err = %v", err)
 	}
-	if took > 1500*time.Millisecond {
+	// Only that the timeout, not the end of sleep 100, stopped it: a
+	// loaded machine may take long to kill and reap.
+	if took > 20*time.Second {
 		t.Errorf("timeout took %v", took)
 	}
 	t.Logf("exec timeout returned after %v", took)
@@ -241,7 +263,10 @@ func TestReopenLog(t *testing.T) {
 	}
 	waitFor(t, func() bool { fi, err := os.Stat(logPath); return err == nil && fi.Size() > 0 })
 	old, _ := os.Stat(logPath + ".old")
-	time.Sleep(300 * time.Millisecond)
+	// A few more ticks in the new log: time enough for a stray write to
+	// the old one to show.
+	lines0 := logLines(logPath)
+	waitFor(t, func() bool { return logLines(logPath) >= lines0+3 })
 	if now, _ := os.Stat(logPath + ".old"); now.Size() != old.Size() {
 		t.Error("old log still written")
 	}
@@ -251,7 +276,8 @@ func TestReopenLog(t *testing.T) {
 	if err := e.rt.Kill(ctx, id, e.h, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
-	waitExit(t, e.rt, id)
+	// conmon writes the exit file, then exits: wait for the exit itself.
+	waitMonitorExit(t, e.rt, id)
 	if err := e.rt.ReopenLog(ctx, id); err == nil {
 		t.Error("ReopenLog succeeded without conmon")
 	}
@@ -259,11 +285,21 @@ func TestReopenLog(t *testing.T) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(waitBound); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
+			t.Fatalf("condition not met in %v", waitBound)
 		}
 	}
+}
+
+func fileExists(path string) func() bool {
+	return func() bool { _, err := os.Stat(path); return err == nil }
+}
+
+// logLines counts the complete lines of a log file.
+func logLines(path string) int {
+	b, _ := os.ReadFile(path)
+	return bytes.Count(b, []byte("\n"))
 }
 
 // TestMonitorOutlivesRuntime checks that conmon is not our child, survives
@@ -310,10 +346,15 @@ func TestMonitorOutlivesRuntime(t *testing.T) {
 	if err := rt2.ReopenLog(ctx, id); err != nil {
 		t.Errorf("reopen from new runtime: %v", err)
 	}
+	// What crid does for adopted containers at start-up.
+	if err := rt2.WatchMonitor(id); err != nil {
+		t.Fatal(err)
+	}
 	if err := rt2.Kill(ctx, id, e.h, syscall.SIGKILL, false); err != nil {
 		t.Fatal(err)
 	}
 	waitExit(t, rt2, id)
+	waitMonitorExit(t, rt2, id)
 	if ex, ok := rt2.ExitStatus(id); !ok || ex.Code != 137 {
 		t.Errorf("exit = %+v, %v", ex, ok)
 	}

@@ -139,6 +139,11 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOptions) (pid int, retE
 		return 0, fmt.Errorf("create container %s: %w", opts.ID, err)
 	}
 	log.Debug("container created", "pid", pid)
+	// Without this watch a monitor that dies leaves no exit file and
+	// crid would never hear of the container again.
+	if err := r.WatchMonitor(opts.ID); err != nil {
+		log.Warn("cannot watch the container's monitor", "err", err)
+	}
 	return pid, nil
 }
 
@@ -169,6 +174,8 @@ const (
 
 // cleanup kills the monitor and removes all traces of a container.
 func (r *Runtime) cleanup(ctx context.Context, id string, h Handler, removeDir bool) error {
+	// Before the monitor is made to exit: that end is no news.
+	r.Forget(id)
 	var errs []error
 	if _, err := runRuntime(ctx, h, nil, "delete", "--force", id); err != nil {
 		var re *runtimeError
@@ -254,8 +261,9 @@ func (r *Runtime) Kill(ctx context.Context, id string, h Handler, sig syscall.Si
 }
 
 // Delete force-deletes the container from the runtime (killing it if it
-// runs), waits for its monitor to exit and removes the container's state
-// directory and exit file. Deleting an unknown container succeeds.
+// runs), forgets the watch of its monitor (see Forget), waits for the
+// monitor to exit and removes the container's state directory and exit
+// file. Deleting an unknown container succeeds.
 func (r *Runtime) Delete(ctx context.Context, id string, h Handler) error {
 	if err := validID(id); err != nil {
 		return err

@@ -63,10 +63,12 @@ type Runtime struct {
 	log      *slog.Logger
 	monitor  Monitor
 	exits    *exitWatcher
+	monitors *monitorWatcher
+	rescans  chan struct{} // buffered 1, see Rescans
 }
 
 // New returns a Runtime. It creates the state and exit directories and starts
-// watching the exit directory.
+// watching the exit directory and the monitors (see WatchMonitor).
 func New(cfg Config) (*Runtime, error) {
 	if cfg.StateDir == "" || cfg.ExitDir == "" {
 		return nil, errors.New("oci: StateDir and ExitDir are required")
@@ -80,6 +82,7 @@ func New(cfg Config) (*Runtime, error) {
 		exitDir:  cfg.ExitDir,
 		log:      log,
 		monitor:  cfg.Monitor,
+		rescans:  make(chan struct{}, 1),
 	}
 	for _, d := range []string{filepath.Join(cfg.StateDir, "containers"), cfg.ExitDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -97,18 +100,24 @@ func New(cfg Config) (*Runtime, error) {
 		}
 		r.monitor = &Conmon{Path: path, Log: log}
 	}
-	w, err := newExitWatcher(cfg.ExitDir, r.isContainer, log)
+	mw, err := newMonitorWatcher(log, r.requestRescan)
 	if err != nil {
 		return nil, err
 	}
-	r.exits = w
+	w, err := newExitWatcher(cfg.ExitDir, r.isContainer, r.requestRescan, log)
+	if err != nil {
+		mw.close()
+		return nil, err
+	}
+	r.exits, r.monitors = w, mw
 	return r, nil
 }
 
-// Close stops watching the exit directory. Containers and their monitors
-// are not affected.
+// Close stops watching the exit directory and the monitors and closes
+// their file descriptors. Containers and their monitors are not affected.
+// Safe to call more than once.
 func (r *Runtime) Close() error {
-	return r.exits.close()
+	return errors.Join(r.exits.close(), r.monitors.close())
 }
 
 // containerDir is the per-container state directory.

@@ -193,15 +193,11 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	pods.Infra = containers
 	images.InUse = containers.InUse
 
-	// Reconcile before serving: adopt what runs, record exits that happened
-	// while crid was down, roll back what a crash interrupted.
-	if err := containers.Recover(ctx); err != nil {
-		log.Error("recovering containers", "error", err)
-	}
-	if err := pods.Recover(ctx); err != nil {
-		log.Error("recovering pod sandboxes", "error", err)
-	}
+	containers.OnInfraExit = func(podID string) { pods.Repair(ctx, podID) }
 	go containers.WatchExits(ctx)
+	// Serve first, reconcile in the background: a hung runc or CNI plugin
+	// holds up only the object it works on, never the socket.
+	go reconcile(ctx, containers, pods, reconcileInterval, log)
 
 	d := deps{cfg: cfg, log: log, db: db, images: images, rt: rt, net: net, pods: pods, containers: containers}
 	streaming, err := setupStreaming(ctx, d)

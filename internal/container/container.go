@@ -3,8 +3,11 @@
 // through the OCI runtime driver (runc under conmon). Exits are learned from
 // conmon's exit files, so crid can be down while containers run and exit.
 //
-// A container is recorded as "creating" before anything is made for it, so a
-// crash at any step of CreateContainer is rolled back by the next start.
+// A container is recorded as "creating" before anything is made for it, and
+// each side effect is recorded before it is made (internal/steps), so a
+// crash at any step is undone or finished by the next start; a
+// reconciler (reconcile.go) repairs what breaks later, such as a monitor
+// that died.
 package container
 
 import (
@@ -13,19 +16,20 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/events"
-	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/image"
-	"github.com/crid-project/crid/internal/names"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
+	"github.com/crid-project/crid/internal/steps"
 	"github.com/crid-project/crid/internal/store"
 )
 
@@ -60,14 +64,19 @@ type Container struct {
 	Message    string    `json:"message,omitempty"`
 	Pid        int       `json:"pid,omitempty"`
 
-	LogPath       string `json:"logPath,omitempty"`
-	RootfsMounted bool   `json:"rootfsMounted"`
-	OCICreated    bool   `json:"ociCreated"` // conmon/runc state exist: runc delete is owed
-	StopSignal    int    `json:"stopSignal"`
-	Infra         bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls
-	User          []byte `json:"user,omitempty"`      // runtimeapi.ContainerUser, protobuf
-	Resources     []byte `json:"resources,omitempty"` // runtimeapi.LinuxContainerResources, protobuf
+	LogPath    string `json:"logPath,omitempty"`
+	StopSignal int    `json:"stopSignal"`
+	Infra      bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls
+	User       []byte `json:"user,omitempty"`      // runtimeapi.ContainerUser, protobuf
+	Resources  []byte `json:"resources,omitempty"` // runtimeapi.LinuxContainerResources, protobuf
 
+	// Steps are the side effects made for the container (see steps.go).
+	Steps steps.Log `json:"steps,omitempty"`
+	// Removing is set once RemoveContainer began: the container is hidden
+	// and its removal is finished by a retry or by the next start.
+	Removing bool `json:"removing,omitempty"`
+
+	legacy
 	config *runtimeapi.ContainerConfig
 }
 
@@ -91,6 +100,10 @@ type Images interface {
 // Sandboxes is what it needs of the sandbox manager.
 type Sandboxes interface {
 	Get(id string) (sandbox.Sandbox, error)
+	// Use holds a ready pod while a container is created in it.
+	Use(id string) (sb sandbox.Sandbox, release func(), err error)
+	// Exists reports whether the pod has a record, in any state.
+	Exists(id string) bool
 }
 
 // Observer is told of lifecycle changes (the kubelet's event stream) and
@@ -99,6 +112,31 @@ type Sandboxes interface {
 type Observer interface {
 	Event(ev events.Event)
 	Stage(op, stage string, d time.Duration)
+}
+
+// Runtime is what the manager needs of the OCI runtime driver (runc
+// under conmon in crid; a fake in the unit tests).
+type Runtime interface {
+	Create(ctx context.Context, opts oci.CreateOptions) (pid int, err error)
+	Start(ctx context.Context, id string, h oci.Handler) error
+	Kill(ctx context.Context, id string, h oci.Handler, sig syscall.Signal, all bool) error
+	Delete(ctx context.Context, id string, h oci.Handler) error
+	State(ctx context.Context, id string, h oci.Handler) (oci.State, error)
+	UpdateResources(ctx context.Context, id string, h oci.Handler, res *specs.LinuxResources) error
+	ExecSync(ctx context.Context, id string, h oci.Handler, p *specs.Process, timeout time.Duration) (oci.ExecResult, error)
+	Exec(ctx context.Context, id string, h oci.Handler, p *specs.Process, opts oci.ExecOptions) (int32, error)
+	Attach(ctx context.Context, id string, opts oci.AttachOptions) error
+	ReopenLog(ctx context.Context, id string) error
+
+	// ExitStatus is the exit the monitor recorded, if it has.
+	ExitStatus(id string) (oci.Exit, bool)
+	// MonitorAlive reports whether the container's monitor still runs.
+	MonitorAlive(id string) bool
+	// WatchMonitor has MonitorExits report the end of id's monitor.
+	WatchMonitor(id string) error
+	Exits() <-chan string
+	MonitorExits() <-chan string
+	Rescans() <-chan struct{}
 }
 
 // Config configures the manager.
@@ -113,59 +151,54 @@ type Config struct {
 // Manager creates and tracks containers.
 type Manager struct {
 	cfg       Config
-	db        *store.Store
-	rt        *oci.Runtime
+	rt        Runtime
 	images    Images
 	sandboxes Sandboxes
-	names     *names.Registry
 	log       *slog.Logger
 	host      hostFacts
+	recs      *store.Table[Container]
+	steps     steps.Recorder[Container]
 
 	Observer Observer        // set after construction; nil: nobody is told
 	rro      map[string]bool // handler → supports recursive read-only mounts
 
-	mu         sync.Mutex
-	containers map[string]*Container
-	exited     map[string]chan struct{} // closed when the container's exit is recorded
-	locks      ids.Locks                // serialises operations on one object
+	// OnInfraExit, if set, is told that a pod's infra process exited.
+	OnInfraExit func(podID string)
+
+	// recovering holds the containers the start-up reconciler has yet to
+	// see: reads answer with the record, changes with Unavailable.
+	recovering sync.Map
 	// processes caches each container's OCI process spec for exec.
 	processes sync.Map // id → *specs.Process
 }
 
 // New loads the stored containers.
-func New(cfg Config, db *store.Store, rt *oci.Runtime, images Images, sandboxes Sandboxes, log *slog.Logger) (*Manager, error) {
+func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandboxes, log *slog.Logger) (*Manager, error) {
 	host, err := readHostFacts()
 	if err != nil {
 		return nil, err
 	}
-	m := &Manager{
-		cfg: cfg, db: db, rt: rt, images: images, sandboxes: sandboxes,
-		names: names.New(), log: log, host: host,
-		containers: map[string]*Container{}, exited: map[string]chan struct{}{},
+	recs, err := store.NewTable(db, bucket, "container", store.Keys[Container]{
+		ID:   func(c *Container) string { return c.ID },
+		Name: func(c *Container) string { return c.Name },
+	})
+	if err != nil {
+		return nil, err
 	}
+	m := &Manager{
+		cfg: cfg, rt: rt, images: images, sandboxes: sandboxes,
+		log: log, host: host, recs: recs,
+	}
+	m.steps = steps.Recorder[Container]{Table: recs, Log: func(c *Container) *steps.Log { return &c.Steps }, Op: "container"}
 	m.rro = map[string]bool{}
 	for name, h := range cfg.Handlers {
 		m.rro[name] = runtimeFeatures(h.Path)
 	}
-	err = db.View(func(tx *store.Tx) error {
-		all, err := store.List[Container](tx, bucket)
-		for i := range all {
-			c := &all[i]
-			c.ContainerConfig() // decode once; copies share it read-only
-			m.containers[c.ID] = c
-			if c.State != StateCreating {
-				m.names.Load(c.Name, c.ID)
-			}
-			ch := make(chan struct{})
-			if c.State == StateExited {
-				close(ch)
-			}
-			m.exited[c.ID] = ch
+	for _, c := range recs.List(nil) {
+		if err := m.migrate(c); err != nil {
+			return nil, err
 		}
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("load containers: %w", err)
+		m.recovering.Store(c.ID, true)
 	}
 	return m, nil
 }
@@ -185,87 +218,34 @@ func (m *Manager) handler(name string) (oci.Handler, error) {
 	return h, nil
 }
 
-func (m *Manager) lock(id string) func() { return m.locks.Lock(id) }
-
 // Get returns a copy of the container with id (a unique prefix is accepted).
-func (m *Manager) Get(id string) (Container, error) {
-	c, err := m.getAny(id)
-	if err == nil && c.Infra {
-		return Container{}, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	return c, err
-}
+func (m *Manager) Get(id string) (Container, error) { return m.recs.Find(id, visible) }
 
 // getAny is Get including infra containers.
 func (m *Manager) getAny(id string) (Container, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	c, err := m.findLocked(id)
-	if err != nil {
-		return Container{}, err
-	}
-	return *c, nil
+	return m.recs.Find(id, func(c *Container) bool { return c.State != StateCreating && !c.Removing })
 }
 
-func (m *Manager) findLocked(id string) (*Container, error) {
-	c, err := ids.Find(m.containers, id, "container", func(c *Container) bool { return c.State != StateCreating && !c.Infra })
-	if err == nil && c.State == StateCreating {
-		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
-	}
-	return c, err
-}
+// visible: half-made, half-removed and infra containers are not the
+// kubelet's to see.
+func visible(c *Container) bool { return c.State != StateCreating && !c.Removing && !c.Infra }
 
 // List returns copies of all existing containers the kubelet made.
-func (m *Manager) List() []Container {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Container, 0, len(m.containers))
-	for _, c := range m.containers {
-		if c.State != StateCreating && !c.Infra {
-			out = append(out, *c)
-		}
-	}
-	return out
-}
+func (m *Manager) List() []Container { return m.recs.List(visible) }
 
 // InUse reports whether any container uses the image (its layers are the
 // container's overlayfs lower directories).
 func (m *Manager) InUse(imageID digest.Digest) (string, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, c := range m.containers {
-		if c.ImageID == imageID {
-			return c.ID, true
-		}
+	for _, c := range m.recs.List(func(c *Container) bool { return c.ImageID == imageID }) {
+		return c.ID, true
 	}
 	return "", false
 }
 
-func (m *Manager) save(c *Container) error {
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Put(bucket, c.ID, c) }); err != nil {
-		return fmt.Errorf("record container %s: %w", c.ID, err)
+func (m *Manager) checkRecovered(id string) error {
+	if _, ok := m.recovering.Load(id); ok {
+		return fmt.Errorf("container %s is being recovered after a restart of crid; retry: %w", id, errdefs.ErrUnavailable)
 	}
-	cp := *c
-	m.mu.Lock()
-	m.containers[c.ID] = &cp
-	if _, ok := m.exited[c.ID]; !ok {
-		m.exited[c.ID] = make(chan struct{})
-	}
-	m.mu.Unlock()
-	return nil
-}
-
-func (m *Manager) delete(c *Container) error {
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Delete(bucket, c.ID) }); err != nil {
-		return fmt.Errorf("delete container record %s: %w", c.ID, err)
-	}
-	m.mu.Lock()
-	delete(m.containers, c.ID)
-	delete(m.exited, c.ID)
-	m.mu.Unlock()
-	m.names.Release(c.Name, c.ID)
-	m.locks.Forget(c.ID)
-	m.processes.Delete(c.ID)
 	return nil
 }
 

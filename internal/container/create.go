@@ -18,11 +18,11 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/container/spec"
-	"github.com/crid-project/crid/internal/crashpoint"
 	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
+	"github.com/crid-project/crid/internal/steps"
 )
 
 // Create creates a container in pod podID and returns its ID. A retry of a
@@ -40,17 +40,17 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if p := cfg.GetLogPath(); p != "" && (filepath.IsAbs(p) || hasDotDot(p)) {
 		return "", fmt.Errorf("config.log_path %q: must be relative to the pod's log directory, without '..': %w", p, errdefs.ErrInvalidArgument)
 	}
-	sb, err := m.sandboxes.Get(podID)
+	// The pod is held until the container is recorded whole (or rolled
+	// back): a RemovePodSandbox meanwhile waits, and never orphans it.
+	sb, release, err := m.sandboxes.Use(podID)
 	if err != nil {
 		return "", err
 	}
-	if sb.State != sandbox.StateReady {
-		return "", fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
-	}
+	defer release()
 	md := sb.PodConfig().GetMetadata()
 	name := strings.Join([]string{cfg.GetMetadata().GetName(), md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(cfg.GetMetadata().GetAttempt())}, "_")
 	id := ids.New()
-	res, existing, err := m.names.Reserve(ctx, name, id)
+	res, existing, err := m.recs.Reserve(ctx, name, id)
 	if err != nil {
 		return "", err
 	}
@@ -99,7 +99,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err != nil {
 		return err
 	}
-	c := &Container{
+	c := Container{
 		ID:         id,
 		SandboxID:  sb.ID,
 		Name:       name,
@@ -122,118 +122,171 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if dir := sb.PodConfig().GetLogDirectory(); dir != "" && cfg.GetLogPath() != "" {
 		c.LogPath = filepath.Join(dir, cfg.GetLogPath())
 	}
-	if err := m.save(c); err != nil {
+	nsPaths, target, err := m.namespacePaths(sb, cfg)
+	if err != nil {
+		return err
+	}
+	unlock := m.recs.Lock(id)
+	defer unlock()
+	if err := m.recs.Insert(c); err != nil {
 		return err
 	}
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if err := m.cleanup(cctx, c); err != nil {
-				m.log.Error("roll back container", "container", id, "pod", sb.ID, "error", err)
-				return
-			}
-			if err := m.delete(c); err != nil {
+			if err := m.destroy(cctx, id); err != nil {
 				m.log.Error("roll back container", "container", id, "pod", sb.ID, "error", err)
 			}
 		}
 	}()
 
-	if err := m.mountRootfs(c, img.Layers); err != nil {
-		return err
+	plan := []steps.Step[Container]{{
+		Name: stepDirs,
+		Make: func(context.Context, Container) error {
+			for _, d := range []string{m.rootfsDir(id), filepath.Join(m.layerDir(id), "upper"), filepath.Join(m.layerDir(id), "work")} {
+				if err := os.MkdirAll(d, 0o755); err != nil {
+					return fmt.Errorf("create container dirs: %w", err)
+				}
+			}
+			if c.LogPath != "" {
+				if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
+					return fmt.Errorf("create log dir: %w", err)
+				}
+			}
+			return nil
+		},
+	}, {
+		Name: stepRootfs,
+		Make: func(context.Context, Container) error { return m.mountRootfs(id, img.Layers) },
+	}}
+	if target != nil {
+		plan = append(plan, steps.Step[Container]{
+			Name: stepPIDNS,
+			Make: func(context.Context, Container) error {
+				// Pinned through a pidfd: a target that exited is an
+				// error, never another process's namespace.
+				p, err := namespaces.PinProcess(m.nsDir(id), namespaces.PID, target.Pid)
+				if err != nil {
+					return fmt.Errorf("join the PID namespace of target container %s: %w", target.ID, err)
+				}
+				nsPaths.PID = p
+				return nil
+			},
+		})
 	}
-	rootfsDone := time.Now()
-	c.RootfsMounted = true
-	if err := m.save(c); err != nil {
-		return err
-	}
-	crashpoint.Hit("container/after-rootfs")
-	if c.LogPath != "" {
-		if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
-			return fmt.Errorf("create log dir: %w", err)
+	var user *runtimeapi.ContainerUser
+	var specStart, specDone, created time.Time
+	plan = append(plan, steps.Step[Container]{
+		Name: stepRuntime,
+		Make: func(ctx context.Context, _ Container) error {
+			specStart = time.Now()
+			s, u, err := spec.Build(spec.Input{
+				ID:                 id,
+				SandboxID:          sb.ID,
+				ImageName:          c.ImageName,
+				SupportsRRO:        m.SupportsRRO(h.Name),
+				Config:             cfg,
+				Sandbox:            sb.PodConfig(),
+				Image:              imgCfg.Config,
+				RootFS:             m.rootfsDir(id),
+				Namespaces:         nsPaths,
+				CgroupsPath:        m.cgroupsPath(sb, id),
+				HostCapabilities:   m.host.capabilities,
+				MinOOMScoreAdj:     m.host.minOOMScoreAdj,
+				SwapLimitSupported: m.host.swapLimit,
+				HugetlbSupported:   m.host.hugetlb,
+				ShmPath:            sb.Shm(),
+				ResolvConfPath:     sb.ResolvConf(),
+				HostsPath:          sb.Hosts(),
+				HostnamePath:       sb.Hostname(),
+			})
+			if err != nil {
+				return err
+			}
+			user = u
+			if err := writeSpec(m.bundleDir(id), s); err != nil {
+				return err
+			}
+			m.processes.Store(id, s.Process)
+			specDone = time.Now()
+			pid, err := m.rt.Create(ctx, oci.CreateOptions{
+				ID:       id,
+				Handler:  h,
+				Bundle:   m.bundleDir(id),
+				LogPath:  c.LogPath,
+				Terminal: cfg.GetTty(),
+				// conmon lives in the pod's cgroup (CRI-O's conmon_cgroup="pod"): its
+				// memory counts against the pod, and a restart of crid's own service
+				// unit never takes the monitors with it.
+				CgroupParent: m.conmonCgroup(sb),
+				Stdin:        cfg.GetStdin(),
+				StdinOnce:    cfg.GetStdinOnce(),
+			})
+			if err != nil {
+				return fmt.Errorf("create container: %w", err)
+			}
+			c.Pid, created = pid, time.Now()
+			return nil
+		},
+	})
+	took := map[string]time.Duration{}
+	for _, s := range plan {
+		t0 := time.Now()
+		if err := m.steps.Run(ctx, id, s); err != nil {
+			return err
 		}
+		took[s.Name] = time.Since(t0)
 	}
-
-	s, user, err := spec.Build(spec.Input{
-		ID:                 id,
-		SandboxID:          sb.ID,
-		ImageName:          c.ImageName,
-		SupportsRRO:        m.SupportsRRO(h.Name),
-		Config:             cfg,
-		Sandbox:            sb.PodConfig(),
-		Image:              imgCfg.Config,
-		RootFS:             m.rootfsDir(id),
-		Namespaces:         namespacePaths(sb, cfg),
-		CgroupsPath:        m.cgroupsPath(sb, id),
-		HostCapabilities:   m.host.capabilities,
-		MinOOMScoreAdj:     m.host.minOOMScoreAdj,
-		SwapLimitSupported: m.host.swapLimit,
-		HugetlbSupported:   m.host.hugetlb,
-		ShmPath:            sb.Shm(),
-		ResolvConfPath:     sb.ResolvConf(),
-		HostsPath:          sb.Hosts(),
-		HostnamePath:       sb.Hostname(),
+	rec, err := m.recs.Update(id, func(v *Container) error {
+		v.Pid, v.State = c.Pid, StateCreated
+		if user != nil {
+			v.User, _ = proto.Marshal(user)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if user != nil {
-		c.User, _ = proto.Marshal(user)
-	}
-	if err := writeSpec(m.bundleDir(id), s); err != nil {
-		return err
-	}
-	m.processes.Store(id, s.Process)
-	crashpoint.Hit("container/after-spec")
-	specDone := time.Now()
-
-	c.OCICreated = true // from here a runc delete is owed, even if Create fails halfway
-	if err := m.save(c); err != nil {
-		return err
-	}
-	pid, err := m.rt.Create(ctx, oci.CreateOptions{
-		ID:       id,
-		Handler:  h,
-		Bundle:   m.bundleDir(id),
-		LogPath:  c.LogPath,
-		Terminal: cfg.GetTty(),
-		// conmon lives in the pod's cgroup (CRI-O's conmon_cgroup="pod"): its
-		// memory counts against the pod, and a restart of crid's own service
-		// unit never takes the monitors with it.
-		CgroupParent: m.conmonCgroup(sb),
-		Stdin:        cfg.GetStdin(),
-		StdinOnce:    cfg.GetStdinOnce(),
-	})
-	if err != nil {
-		return fmt.Errorf("create container: %w", err)
-	}
-	crashpoint.Hit("container/after-runtime-create")
-	c.Pid = pid
-	c.State = StateCreated
-	if err := m.save(c); err != nil {
-		return err
-	}
-	m.names.Load(name, id)
-	m.stage("rootfs", rootfsDone.Sub(start))
-	m.stage("spec", specDone.Sub(rootfsDone))
-	m.stage("runtime", time.Since(specDone))
-	m.event(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, c)
+	m.stage("rootfs", took[stepDirs]+took[stepRootfs])
+	m.stage("spec", specDone.Sub(specStart))
+	m.stage("runtime", created.Sub(specDone))
+	m.event(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, &rec)
 	m.log.Info("container created", "container", id, "pod", sb.ID, "name", cfg.GetMetadata().GetName(),
-		"spec", specDone.Sub(start), "runtime", time.Since(specDone))
+		"runtime", took[stepRuntime], "total", time.Since(start))
 	return nil
 }
 
-// namespacePaths are the pod namespaces the container joins.
-func namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) spec.NamespacePaths {
+// namespacePaths are the pod namespaces the container joins, and the
+// target container whose PID namespace it joins in TARGET mode.
+func (m *Manager) namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (spec.NamespacePaths, *Container, error) {
 	p := spec.NamespacePaths{
 		Net: sb.Namespaces[namespaces.Net],
 		IPC: sb.Namespaces[namespaces.IPC],
 		UTS: sb.Namespaces[namespaces.UTS],
 	}
-	if sb.InfraPID > 0 && cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetPid() == runtimeapi.NamespaceMode_POD {
-		p.PID = fmt.Sprintf("/proc/%d/ns/pid", sb.InfraPID)
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	switch nsOpts.GetPid() {
+	case runtimeapi.NamespaceMode_POD:
+		p.PID = sb.Namespaces[namespaces.PID]
+	case runtimeapi.NamespaceMode_TARGET:
+		const field = "config.linux.security_context.namespace_options.target_id"
+		if nsOpts.GetTargetId() == "" {
+			return p, nil, fmt.Errorf("%s: required with pid mode TARGET: %w", field, errdefs.ErrInvalidArgument)
+		}
+		t, err := m.Get(nsOpts.GetTargetId())
+		if err != nil {
+			return p, nil, fmt.Errorf("%s: %w", field, err)
+		}
+		if t.SandboxID != sb.ID {
+			return p, nil, fmt.Errorf("%s: container %s is in another pod: %w", field, t.ID, errdefs.ErrInvalidArgument)
+		}
+		if t.State != StateRunning || t.Pid <= 0 {
+			return p, nil, fmt.Errorf("%s: container %s is %s, not running: %w", field, t.ID, t.State, errdefs.ErrFailedPrecondition)
+		}
+		return p, &t, nil
 	}
-	return p
+	return p, nil, nil
 }
 
 // conmonCgroup is the cgroupfs path conmon joins: the pod's parent. With the
@@ -277,20 +330,15 @@ func writeSpec(bundle string, s any) error {
 
 // mountRootfs mounts the image layers (read-only lower dirs, top first) with
 // the container's own upper dir.
-func (m *Manager) mountRootfs(c *Container, layers []digest.Digest) error {
-	upper, work := filepath.Join(m.layerDir(c.ID), "upper"), filepath.Join(m.layerDir(c.ID), "work")
-	for _, d := range []string{upper, work, m.rootfsDir(c.ID)} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("create rootfs dirs: %w", err)
-		}
-	}
+func (m *Manager) mountRootfs(id string, layers []digest.Digest) error {
+	upper, work := filepath.Join(m.layerDir(id), "upper"), filepath.Join(m.layerDir(id), "work")
 	lowers := make([]string, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- {
 		lowers = append(lowers, m.images.LayerDir(layers[i]))
 	}
 	if len(lowers) == 0 {
 		// An image without layers: overlayfs wants at least one lower dir.
-		empty := filepath.Join(m.layerDir(c.ID), "empty")
+		empty := filepath.Join(m.layerDir(id), "empty")
 		if err := os.MkdirAll(empty, 0o755); err != nil {
 			return err
 		}
@@ -300,7 +348,7 @@ func (m *Manager) mountRootfs(c *Container, layers []digest.Digest) error {
 	if len(opts) >= unix.Getpagesize() {
 		return fmt.Errorf("image has too many layers (%d) for one overlay mount: %w", len(layers), errdefs.ErrNotImplemented)
 	}
-	if err := unix.Mount("overlay", m.rootfsDir(c.ID), "overlay", 0, opts); err != nil {
+	if err := unix.Mount("overlay", m.rootfsDir(id), "overlay", 0, opts); err != nil {
 		return fmt.Errorf("mount container rootfs: %w", err)
 	}
 	return nil

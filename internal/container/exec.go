@@ -136,8 +136,14 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if err != nil {
 		return err
 	}
-	unlock := m.lock(c.ID)
+	if err := m.checkRecovered(c.ID); err != nil {
+		return err
+	}
+	unlock := m.recs.Lock(c.ID)
 	defer unlock()
+	if c, err = m.Get(c.ID); err != nil {
+		return err
+	}
 	res, err := spec.Resources(r, m.host.swapLimit, m.host.hugetlb)
 	if err != nil {
 		return err
@@ -151,11 +157,12 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 			return fmt.Errorf("update resources of %s: %w", c.ID, err)
 		}
 	}
-	if c, err = m.Get(c.ID); err != nil {
-		return err
-	}
-	c.Resources, _ = proto.Marshal(r)
-	return m.save(&c)
+	raw, _ := proto.Marshal(r)
+	_, err = m.recs.Update(c.ID, func(c *Container) error {
+		c.Resources = raw
+		return nil
+	})
+	return err
 }
 
 // ReopenLog asks the container's monitor to reopen its log file (after the

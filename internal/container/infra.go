@@ -6,7 +6,6 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/sandbox"
 )
 
@@ -18,11 +17,11 @@ const infraName = "POD"
 // do not share it have no such process (crid pins their other namespaces
 // itself). The infra container is a container record like any other, so
 // crash recovery covers it, but it is hidden from the CRI calls.
-func (m *Manager) StartInfra(ctx context.Context, sb *sandbox.Sandbox) (string, int, error) {
+func (m *Manager) StartInfra(ctx context.Context, sb *sandbox.Sandbox) (int, error) {
 	ref := m.cfg.SandboxImage
 	if _, err := m.images.Get(ref); err != nil {
 		if _, err := m.images.Pull(ctx, ref, nil); err != nil {
-			return "", 0, fmt.Errorf("pull sandbox image %s: %w", ref, err)
+			return 0, fmt.Errorf("pull sandbox image %s: %w", ref, err)
 		}
 	}
 	podCfg := sb.PodConfig()
@@ -49,19 +48,21 @@ func (m *Manager) StartInfra(ctx context.Context, sb *sandbox.Sandbox) (string, 
 			},
 		},
 	}
-	id := ids.New()
+	id := sb.InfraID
+	if id == "" {
+		return 0, fmt.Errorf("pod sandbox %s: no infra container ID recorded", sb.ID)
+	}
 	if err := m.create(ctx, id, infraName+"_"+sb.ID, sb, cfg, true); err != nil {
-		return "", 0, err
+		return 0, err
 	}
 	if err := m.Start(ctx, id); err != nil {
-		_ = m.removeAny(context.WithoutCancel(ctx), id)
-		return "", 0, err
+		return 0, err // the pod's rollback removes it
 	}
-	c, err := m.getAny(id)
-	if err != nil {
-		return "", 0, err
+	c, ok := m.recs.Get(id)
+	if !ok || c.State != StateRunning {
+		return 0, fmt.Errorf("infra container %s of pod %s exited at once", id, sb.ID)
 	}
-	return id, c.Pid, nil
+	return c.Pid, nil
 }
 
 // StopInfra stops and removes the pod's infra process.

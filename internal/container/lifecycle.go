@@ -3,7 +3,6 @@ package container
 import (
 	"context"
 	"fmt"
-	"os"
 	"strconv"
 	"syscall"
 	"time"
@@ -11,7 +10,13 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sync/errgroup"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crid-project/crid/internal/steps"
 )
+
+// exitGrace bounds the wait for an exit after SIGKILL; a container that
+// takes longer is stuck in the kernel (D state) or its monitor is gone.
+const exitGrace = 30 * time.Second
 
 // Start starts a created container.
 func (m *Manager) Start(ctx context.Context, id string) error {
@@ -19,10 +24,25 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	unlock := m.lock(c.ID)
-	defer unlock()
-	if c, err = m.getAny(c.ID); err != nil {
+	if err := m.checkRecovered(c.ID); err != nil {
 		return err
+	}
+	unlock := m.recs.Lock(c.ID)
+	defer unlock()
+	return m.startLocked(ctx, c.ID)
+}
+
+func (m *Manager) startLocked(ctx context.Context, id string) error {
+	c, ok := m.recs.Get(id)
+	if !ok || c.Removing {
+		return fmt.Errorf("container %s: %w", id, errdefs.ErrNotFound)
+	}
+	if c.Steps.Has(stepStart) && !c.Steps.Done(stepStart) {
+		// A start that failed or was cut by a crash: settle it first.
+		if err := m.settleStart(ctx, c); err != nil {
+			return err
+		}
+		c, _ = m.recs.Get(id)
 	}
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
@@ -32,21 +52,53 @@ func (m *Manager) Start(ctx context.Context, id string) error {
 		return err
 	}
 	start := time.Now()
-	if err := m.rt.Start(ctx, c.ID, h); err != nil {
-		// The process may have died between create and start: record what
-		// conmon saw instead of leaving a created container that can never run.
-		m.recordExitLocked(c.ID)
+	err = m.steps.Run(ctx, c.ID, steps.Step[Container]{
+		Name: stepStart,
+		Make: func(ctx context.Context, c Container) error { return m.rt.Start(ctx, c.ID, h) },
+		Made: started,
+	})
+	// The process may have died at once, or between create and start:
+	// record what the monitor saw instead of leaving a container that can
+	// never run, or one reported running after its exit.
+	m.recordExit(c.ID)
+	if err != nil {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
-	c.State = StateRunning
-	c.StartedAt = time.Now()
-	if err := m.save(&c); err != nil {
-		return err
-	}
+	c, _ = m.recs.Get(c.ID)
 	m.stage("start", time.Since(start))
 	m.event(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, &c)
-	// An exit that raced with the state change above is recorded now.
-	m.recordExitLocked(c.ID)
+	return nil
+}
+
+// started is the record of a start: an exit recorded meanwhile stays.
+func started(c *Container) {
+	if c.State == StateCreated {
+		c.State = StateRunning
+		c.StartedAt = time.Now()
+	}
+}
+
+// settleStart finishes a start step that was begun but not confirmed,
+// from what the runtime says: started (confirm it) or not (forget it, so
+// the kubelet's retry can start the container).
+func (m *Manager) settleStart(ctx context.Context, c Container) error {
+	h, err := m.handler(c.Handler)
+	if err != nil {
+		return err
+	}
+	st, err := m.rt.State(ctx, c.ID, h)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return err
+	}
+	if err == nil && st.Status == "created" {
+		_, err := m.steps.Undo(ctx, c.ID, c, steps.Undoers[Container]{stepStart: {Do: func(context.Context, Container) error { return nil }}})
+		return err
+	}
+	// Running, or already gone: it was started.
+	if _, err := m.steps.Confirm(c.ID, stepStart, started); err != nil {
+		return err
+	}
+	m.recordExit(c.ID)
 	return nil
 }
 
@@ -60,6 +112,13 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 	if err != nil {
 		return err
 	}
+	if err := m.checkRecovered(c.ID); err != nil {
+		return err
+	}
+	return m.stop(ctx, c, timeout)
+}
+
+func (m *Manager) stop(ctx context.Context, c Container, timeout time.Duration) error {
 	if c.State != StateRunning && c.State != StateCreated {
 		return nil
 	}
@@ -67,7 +126,6 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 	if err != nil {
 		return err
 	}
-	exited := m.exitChan(c.ID)
 	if timeout > 0 && c.State == StateRunning {
 		sig := syscall.Signal(c.StopSignal)
 		if sig == 0 {
@@ -76,41 +134,65 @@ func (m *Manager) Stop(ctx context.Context, id string, timeout time.Duration) er
 		if err := m.rt.Kill(ctx, c.ID, h, sig, false); err != nil && !errdefs.IsNotFound(err) {
 			m.log.Warn("stop signal", "container", c.ID, "signal", sig, "error", err)
 		}
-		select {
-		case <-exited:
-			return nil
-		case <-time.After(timeout):
-		case <-ctx.Done():
-			return ctx.Err()
+		if exited, err := m.waitExit(ctx, c.ID, timeout); exited || err != nil {
+			return err
 		}
 	}
 	if err := m.rt.Kill(ctx, c.ID, h, syscall.SIGKILL, true); err != nil && !errdefs.IsNotFound(err) {
 		m.log.Warn("kill", "container", c.ID, "error", err)
 	}
-	if c.State == StateCreated {
-		// A never-started container has no conmon exit to wait for.
-		unlock := m.lock(c.ID)
-		defer unlock()
-		return m.markExitedAt(c.ID, 137, "Error", "killed before it started", time.Now())
+	if cur, ok := m.recs.Get(c.ID); ok && cur.State == StateCreated {
+		// A never-started container has no exit of its own to wait for.
+		m.markExited(c.ID, 137, "Error", "killed before it started", time.Now())
 	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("container %s did not exit after SIGKILL: %w", c.ID, errdefs.ErrUnavailable)
-	case <-ctx.Done():
-		return ctx.Err()
+	exited, err := m.waitExit(ctx, c.ID, exitGrace)
+	if err != nil {
+		return err
+	}
+	if !exited {
+		return fmt.Errorf("container %s did not exit %s after SIGKILL: %w", c.ID, exitGrace, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// waitExit waits until the container's record says it exited (or is
+// gone), for at most limit. It checks the monitor as it waits: one that
+// died cannot report the exit, and the check records it instead.
+func (m *Manager) waitExit(ctx context.Context, id string, limit time.Duration) (bool, error) {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		changed := m.recs.Changed(id)
+		c, ok := m.recs.Get(id)
+		if !ok || c.State == StateExited {
+			return true, nil
+		}
+		select {
+		case <-changed:
+		case <-tick.C:
+			m.checkMonitor(ctx, id)
+		case <-deadline.C:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
 }
 
 // Remove stops the container if needed and removes it with everything crid
-// made for it. Removing an unknown container succeeds.
+// made for it. Removing an unknown container succeeds; removing one whose
+// removal a crash interrupted finishes it.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	c, err := m.Get(id)
+	c, err := m.recs.Find(id, func(c *Container) bool { return c.State != StateCreating && !c.Infra })
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
+		return err
+	}
+	if err := m.checkRecovered(c.ID); err != nil {
 		return err
 	}
 	return m.removeAny(ctx, c.ID)
@@ -121,19 +203,19 @@ func (m *Manager) removeAny(ctx context.Context, id string) error {
 	if id == "" {
 		return nil
 	}
-	if err := m.Stop(ctx, id, 0); err != nil {
-		return err
-	}
-	unlock := m.lock(id)
-	defer unlock()
-	c, err := m.getAny(id)
-	if err != nil {
+	c, ok := m.recs.Get(id)
+	if !ok {
 		return nil
 	}
-	if err := m.cleanup(ctx, &c); err != nil {
+	if err := m.stop(ctx, c, 0); err != nil {
 		return err
 	}
-	if err := m.delete(&c); err != nil {
+	unlock := m.recs.Lock(id)
+	defer unlock()
+	if c, ok = m.recs.Get(id); !ok {
+		return nil
+	}
+	if err := m.destroy(ctx, id); err != nil {
 		return err
 	}
 	m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, &c)
@@ -141,31 +223,29 @@ func (m *Manager) removeAny(ctx context.Context, id string) error {
 	return nil
 }
 
-// cleanup undoes what c's record says was made: runtime state, rootfs mount,
-// bundle and writable layer. Idempotent.
-func (m *Manager) cleanup(ctx context.Context, c *Container) error {
-	// The rootfs is unmounted first: the runtime's Delete removes the
-	// container's state dir, which holds the mount point.
-	if c.RootfsMounted {
-		if err := unmount(m.rootfsDir(c.ID)); err != nil {
-			return err
-		}
-		c.RootfsMounted = false
+// destroy undoes every step of the container's record and deletes it, for
+// a caller holding its lock. The record is marked removing first, so a
+// crash halfway is finished by the next start.
+func (m *Manager) destroy(ctx context.Context, id string) error {
+	c, err := m.recs.Update(id, func(c *Container) error {
+		c.Removing = true
+		return nil
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
 	}
-	if c.OCICreated {
-		h, err := m.handler(c.Handler)
-		if err != nil {
-			return err
-		}
-		if err := m.rt.Delete(ctx, c.ID, h); err != nil {
-			return fmt.Errorf("delete container %s from the runtime: %w", c.ID, err)
-		}
-		c.OCICreated = false
-	}
-	if err := os.RemoveAll(m.bundleDir(c.ID)); err != nil {
+	if err != nil {
 		return err
 	}
-	return os.RemoveAll(m.layerDir(c.ID))
+	c, err = m.steps.Undo(ctx, id, c, m.undoers())
+	if err != nil {
+		return err
+	}
+	if len(c.Steps) > 0 {
+		return fmt.Errorf("container %s: steps %v have no undo in this crid: %w", id, c.Steps, errdefs.ErrFailedPrecondition)
+	}
+	m.processes.Delete(id)
+	return m.recs.Delete(id)
 }
 
 // StopPod stops every container of a pod (the sandbox manager calls it), in
@@ -173,12 +253,9 @@ func (m *Manager) cleanup(ctx context.Context, c *Container) error {
 // io.kubernetes.pod.terminationGracePeriod annotation; none means kill).
 func (m *Manager) StopPod(ctx context.Context, podID string) error {
 	var g errgroup.Group
-	for _, c := range m.List() {
-		if c.SandboxID != podID || (c.State != StateRunning && c.State != StateCreated) {
-			continue
-		}
+	for _, c := range m.recs.List(func(c *Container) bool { return c.SandboxID == podID && !c.Infra }) {
 		grace := gracePeriod(c.ContainerConfig().GetAnnotations())
-		g.Go(func() error { return m.Stop(ctx, c.ID, grace) })
+		g.Go(func() error { return m.stop(ctx, c, grace) })
 	}
 	return g.Wait()
 }
@@ -191,99 +268,14 @@ func gracePeriod(annotations map[string]string) time.Duration {
 	return time.Duration(secs) * time.Second
 }
 
-// RemovePod removes every container of a pod.
+// RemovePod removes every container of a pod: also half-made and
+// half-removed ones, which no create holds any more (a create holds the
+// pod, and the caller holds it exclusively).
 func (m *Manager) RemovePod(ctx context.Context, podID string) error {
-	for _, c := range m.List() {
-		if c.SandboxID == podID {
-			if err := m.Remove(ctx, c.ID); err != nil {
-				return err
-			}
+	for _, c := range m.recs.List(func(c *Container) bool { return c.SandboxID == podID && !c.Infra }) {
+		if err := m.removeAny(ctx, c.ID); err != nil {
+			return err
 		}
 	}
-	return nil
-}
-
-func (m *Manager) exitChan(id string) <-chan struct{} {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	ch, ok := m.exited[id]
-	if !ok {
-		ch = make(chan struct{})
-		close(ch)
-	}
-	return ch
-}
-
-// WatchExits records exits as conmon reports them, until ctx ends.
-func (m *Manager) WatchExits(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case id := <-m.rt.Exits():
-			// One goroutine per exit: recording waits for the container's
-			// lock, which a slow Remove of another container must not hold up.
-			go m.recordExit(id)
-		}
-	}
-}
-
-// recordExit stores the exit conmon wrote for id, if it has.
-func (m *Manager) recordExit(id string) {
-	unlock := m.lock(id)
-	defer unlock()
-	m.recordExitLocked(id)
-}
-
-// recordExitLocked is recordExit for a caller holding the container's lock:
-// state changes of one container are serialised by that lock.
-func (m *Manager) recordExitLocked(id string) {
-	exit, ok := m.rt.ExitStatus(id)
-	if !ok {
-		return
-	}
-	reason := "Completed"
-	switch {
-	case exit.OOMKilled:
-		reason = "OOMKilled"
-	case exit.Code != 0:
-		reason = "Error"
-	}
-	m.markExitedAt(id, exit.Code, reason, "", exit.At)
-}
-
-func (m *Manager) markExitedAt(id string, code int32, reason, message string, at time.Time) error {
-	m.mu.Lock()
-	c, ok := m.containers[id]
-	if !ok || c.State == StateExited || c.State == StateCreating {
-		m.mu.Unlock()
-		return nil
-	}
-	cp := *c
-	m.mu.Unlock()
-	cp.State = StateExited
-	cp.ExitCode = code
-	cp.Reason = reason
-	cp.Message = message
-	cp.FinishedAt = at
-	if cp.StartedAt.IsZero() {
-		cp.StartedAt = at
-	}
-	cp.Pid = 0
-	if err := m.save(&cp); err != nil {
-		m.log.Error("record container exit", "container", id, "error", err)
-		return err
-	}
-	m.mu.Lock()
-	if ch, ok := m.exited[id]; ok {
-		select {
-		case <-ch:
-		default:
-			close(ch)
-		}
-	}
-	m.mu.Unlock()
-	m.event(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, &cp)
-	m.log.Info("container exited", "container", id, "pod", cp.SandboxID, "code", code, "reason", reason)
 	return nil
 }

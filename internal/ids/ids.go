@@ -46,16 +46,71 @@ func Find[T any](m map[string]*T, id, kind string, visible func(*T) bool) (*T, e
 }
 
 // Locks serialises the operations on one object at a time, by ID, while
-// operations on different objects run in parallel.
-type Locks struct{ m sync.Map }
-
-// Lock takes id's lock and returns the function that releases it.
-func (l *Locks) Lock(id string) (unlock func()) {
-	v, _ := l.m.LoadOrStore(id, &sync.Mutex{})
-	mu := v.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+// operations on different objects run in parallel. An entry lives while
+// someone holds or waits for it, so there is nothing to forget: the last
+// unlock drops it, and a lock can never be freed under another holder.
+type Locks struct {
+	mu sync.Mutex
+	m  map[string]*lockEntry
 }
 
-// Forget drops id's lock once the object is gone.
-func (l *Locks) Forget(id string) { l.m.Delete(id) }
+type lockEntry struct {
+	rw   sync.RWMutex
+	refs int
+}
+
+func (l *Locks) ref(id string) *lockEntry {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]*lockEntry{}
+	}
+	e := l.m[id]
+	if e == nil {
+		e = &lockEntry{}
+		l.m[id] = e
+	}
+	e.refs++
+	return e
+}
+
+func (l *Locks) unref(id string, e *lockEntry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e.refs--; e.refs == 0 {
+		delete(l.m, id)
+	}
+}
+
+// Lock takes id's lock exclusively and returns the function that releases it.
+func (l *Locks) Lock(id string) (unlock func()) {
+	e := l.ref(id)
+	e.rw.Lock()
+	return sync.OnceFunc(func() { e.rw.Unlock(); l.unref(id, e) })
+}
+
+// RLock takes id's lock shared: holders of RLock run together, and keep
+// Lock holders out (creates in a pod keep the pod from being removed).
+func (l *Locks) RLock(id string) (unlock func()) {
+	e := l.ref(id)
+	e.rw.RLock()
+	return sync.OnceFunc(func() { e.rw.RUnlock(); l.unref(id, e) })
+}
+
+// TryLock takes id's lock if nobody holds it (the reconciler skips objects
+// that a request is working on).
+func (l *Locks) TryLock(id string) (unlock func(), ok bool) {
+	e := l.ref(id)
+	if !e.rw.TryLock() {
+		l.unref(id, e)
+		return nil, false
+	}
+	return sync.OnceFunc(func() { e.rw.Unlock(); l.unref(id, e) }), true
+}
+
+// held reports how many lock entries exist (for tests).
+func (l *Locks) held() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
+}

@@ -35,6 +35,9 @@ const (
 	Net Kind = "net"
 	IPC Kind = "ipc"
 	UTS Kind = "uts"
+	// PID is only ever pinned from a process (PinProcess), never created:
+	// a PID namespace needs a process to live in.
+	PID Kind = "pid"
 )
 
 // Pinned holds the bind-mounted paths of a pod's namespaces.
@@ -48,7 +51,7 @@ var cloneFlags = map[Kind]int{
 
 // allKinds is the order Remove walks; it only ever touches these names so
 // that a wrong dir cannot make it delete unrelated files.
-var allKinds = []Kind{Net, IPC, UTS}
+var allKinds = []Kind{Net, IPC, UTS, PID}
 
 // Create makes new namespaces of the given kinds with one unshare on a locked
 // OS thread, sets the hostname when UTS is among them, brings up loopback in
@@ -153,6 +156,54 @@ func loopbackUp() error {
 	return nil
 }
 
+// PinProcess pins the namespace of kind that process pid is in onto
+// dir/<kind> and returns that path. Containers then join the namespace by
+// the pin, which cannot be reused the way /proc/<pid>/ns/<kind> can once
+// the process is gone and its pid taken by another. The process is held by
+// a pidfd opened before its namespace file; if it has exited by the time
+// the namespace file is open, that file may be another process's and
+// nothing is pinned.
+func PinProcess(dir string, kind Kind, pid int) (string, error) {
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return "", fmt.Errorf("open process %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	nsfd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, kind), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open %s namespace of process %d: %w", kind, pid, err)
+	}
+	defer unix.Close(nsfd)
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		return "", fmt.Errorf("process %d exited before its %s namespace was pinned: %w", pid, kind, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("create namespace dir: %w", err)
+	}
+	p := filepath.Join(dir, string(kind))
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o444)
+	if err != nil {
+		return "", fmt.Errorf("create pin file: %w", err)
+	}
+	f.Close()
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", nsfd), p, "", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(p)
+		return "", fmt.Errorf("bind-mount %s namespace of process %d onto %s: %w", kind, pid, p, err)
+	}
+	return p, nil
+}
+
+// Alive reports whether every path in pinned is still a mounted namespace.
+func Alive(pinned ...string) bool {
+	for _, path := range pinned {
+		var st unix.Statfs_t
+		if err := unix.Statfs(path, &st); err != nil || st.Type != unix.NSFS_MAGIC {
+			return false
+		}
+	}
+	return true
+}
+
 // Remove unmounts and deletes the pinned namespace files in dir, then dir
 // itself if it is empty. Missing files and a missing dir are not errors, so
 // Remove can be retried.
@@ -168,6 +219,9 @@ func Remove(dir string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Unpin removes the pin of kind in dir, if there is one.
+func Unpin(dir string, kind Kind) error { return unpin(filepath.Join(dir, string(kind))) }
 
 // unpin detaches the bind mount at p and deletes the file. The unlink also
 // detaches copies of the mount held by other mount namespaces (Linux ≥ 3.18),

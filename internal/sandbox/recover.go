@@ -5,67 +5,92 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crid-project/crid/internal/namespaces"
 )
 
-// Recover reconciles the records with the machine at start-up, before crid
-// serves: interrupted creates are rolled back (CNI DEL from the cache,
-// namespaces unpinned, dirs removed), ready pods whose namespaces are gone
-// (the node rebooted) are torn down and marked not ready, and sandbox dirs
-// no record owns are removed.
-func (m *Manager) Recover(ctx context.Context) error {
-	var errs []error
-	for _, sb := range m.allRecords() {
-		switch {
-		case sb.State == StateCreating:
-			m.log.Info("rolling back interrupted pod sandbox create", "pod", sb.ID)
-			if err := m.teardown(ctx, &sb); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			errs = append(errs, os.RemoveAll(sb.Dir), m.delete(&sb))
-		case sb.State == StateReady && !sb.namespacesAlive():
-			m.log.Warn("pod namespaces are gone: marking the pod not ready", "pod", sb.ID)
-			if err := m.teardown(ctx, &sb); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			sb.State = StateNotReady
-			errs = append(errs, m.save(&sb))
-		}
+// repairTimeout bounds the repair of one pod: a CNI plugin or runtime
+// that hangs holds up that pod only, and only this long.
+const repairTimeout = 2 * time.Minute
+
+// Recover is the start-up pass of the reconciler. crid serves while it
+// runs: each pod answers reads with its record as it was, and Unavailable
+// to changes until it has been repaired.
+func (m *Manager) Recover(ctx context.Context) {
+	for _, sb := range m.recs.List(nil) {
+		m.Repair(ctx, sb.ID)
+		m.recovering.Delete(sb.ID)
 	}
-	errs = append(errs, m.sweep())
-	return errors.Join(errs...)
+	if err := m.sweep(); err != nil {
+		m.log.Error("sweep pod sandbox dirs", "error", err)
+	}
 }
 
-func (m *Manager) allRecords() []Sandbox {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Sandbox, 0, len(m.sandboxes))
-	for _, sb := range m.sandboxes {
-		out = append(out, *sb)
+// Reconcile is the periodic pass: it repairs every pod no request is
+// working on and removes what no record owns.
+func (m *Manager) Reconcile(ctx context.Context) {
+	for _, sb := range m.recs.List(nil) {
+		m.Repair(ctx, sb.ID)
+	}
+	if err := m.sweep(); err != nil {
+		m.log.Error("sweep pod sandbox dirs", "error", err)
+	}
+}
+
+// Repair brings one pod back to a state the kubelet can act on: an
+// interrupted create or remove is finished (the pod is removed), and a
+// ready pod whose namespaces or infra process are gone is stopped, so the
+// kubelet sees it not ready and makes a new one. A pod that a request is
+// working on is left to that request.
+func (m *Manager) Repair(ctx context.Context, id string) {
+	unlock, ok := m.recs.TryLock(id)
+	if !ok {
+		return
+	}
+	defer unlock()
+	sb, ok := m.recs.Get(id)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, repairTimeout)
+	defer cancel()
+	var err error
+	switch {
+	case sb.State == StateCreating || sb.Removing:
+		m.log.Info("finishing interrupted create or remove of pod sandbox", "pod", id)
+		err = m.destroy(ctx, id)
+	case sb.State != StateReady:
+		// Stopped: finish a stop a crash interrupted.
+		if sb.Steps.Has(stepInfra) || sb.Steps.Has(stepNetwork) || sb.Steps.Has(stepShm) || sb.Steps.Has(stepNamespaces) {
+			err = m.stopLocked(ctx, id, sb.Reason)
+		}
+	case !namespaces.Alive(nsPaths(sb)...):
+		m.log.Warn("pod namespaces are gone: stopping the pod", "pod", id)
+		err = m.stopLocked(ctx, id, "namespaces lost (node rebooted?)")
+	case sb.InfraID != "" && m.Infra != nil && m.Infra.InfraExited(&sb):
+		m.log.Warn("pod infra process died: stopping the pod", "pod", id, "infra", sb.InfraID)
+		err = m.stopLocked(ctx, id, "infra process died")
+	}
+	if err != nil {
+		m.log.Error("repair pod sandbox", "pod", id, "error", err)
+	}
+}
+
+func nsPaths(sb Sandbox) []string {
+	out := make([]string, 0, len(sb.Namespaces))
+	for _, p := range sb.Namespaces {
+		out = append(out, p)
 	}
 	return out
 }
 
-// namespacesAlive reports whether every pinned namespace is still mounted.
-func (s *Sandbox) namespacesAlive() bool {
-	for _, path := range s.Namespaces {
-		var st unix.Statfs_t
-		if err := unix.Statfs(path, &st); err != nil || st.Type != unix.NSFS_MAGIC {
-			return false
-		}
-	}
-	return true
-}
-
 func (m *Manager) sweep() error {
-	known := map[string]bool{}
-	for _, sb := range m.allRecords() {
-		known[sb.ID] = true
-	}
 	dir := filepath.Join(m.cfg.StateDir, "sandboxes")
+	// Listed before the records are read: a pod is recorded before its dir
+	// is made, so a dir listed here is never a create's in flight.
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -75,15 +100,14 @@ func (m *Manager) sweep() error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if known[e.Name()] {
+		if _, ok := m.recs.Get(e.Name()); ok {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
 		m.log.Info("removing unowned pod sandbox dir", "path", path)
 		// Namespace pins and the shm tmpfs may still be mounted there.
-		for _, sub := range []string{"ns/net", "ns/ipc", "ns/uts", "shm"} {
-			_ = unix.Unmount(filepath.Join(path, sub), unix.MNT_DETACH)
-		}
+		errs = append(errs, namespaces.Remove(filepath.Join(path, "ns")))
+		_ = unix.Unmount(filepath.Join(path, "shm"), unix.MNT_DETACH)
 		errs = append(errs, os.RemoveAll(path))
 	}
 	return errors.Join(errs...)

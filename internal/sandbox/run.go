@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,10 +15,10 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/crid-project/crid/internal/crashpoint"
 	"github.com/crid-project/crid/internal/ids"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
+	"github.com/crid-project/crid/internal/steps"
 )
 
 // Run creates a pod sandbox and returns its ID. A retry of a create that is
@@ -40,7 +41,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	}
 	name := strings.Join([]string{md.GetName(), md.GetNamespace(), md.GetUid(), fmt.Sprint(md.GetAttempt())}, "_")
 	id := ids.New()
-	res, existing, err := m.names.Reserve(ctx, name, id)
+	res, existing, err := m.recs.Reserve(ctx, name, id)
 	if err != nil {
 		return "", err
 	}
@@ -76,7 +77,11 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 	if err != nil {
 		return err
 	}
-	sb := &Sandbox{
+	unlock := m.recs.Lock(id)
+	defer unlock()
+	// The intent record comes first: whatever follows, a crash is undone
+	// at the next start from what this record and its steps say.
+	if err := m.recs.Insert(Sandbox{
 		ID:             id,
 		Name:           name,
 		Config:         raw,
@@ -86,10 +91,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		Dir:            filepath.Join(m.cfg.StateDir, "sandboxes", id),
 		CgroupParent:   cfg.GetLinux().GetCgroupParent(),
 		config:         cfg,
-	}
-	// The intent record comes first: whatever follows, a crash is undone
-	// at the next start from what this record (and later saves) say.
-	if err := m.save(sb); err != nil {
+	}); err != nil {
 		return err
 	}
 	defer func() {
@@ -98,20 +100,12 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			// leave half a pod.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()
-			if err := m.teardown(cctx, sb); err != nil {
-				m.log.Error("roll back pod sandbox", "pod", id, "error", err)
-				return
-			}
-			if err := m.delete(sb); err != nil {
+			if err := m.destroy(cctx, id); err != nil {
 				m.log.Error("roll back pod sandbox", "pod", id, "error", err)
 			}
 		}
 	}()
 	start := time.Now()
-	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
-		return fmt.Errorf("create sandbox dir: %w", err)
-	}
-	crashpoint.Hit("sandbox/after-record")
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	hostNet := nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE
 	hostIPC := nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE
@@ -121,10 +115,6 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			return err
 		}
 	}
-	if err := writePodFiles(sb, cfg, hostNet, hostname); err != nil {
-		return err
-	}
-
 	var kinds []namespaces.Kind
 	if !hostNet {
 		// A host-network pod keeps the host's UTS namespace too, as in Kubernetes.
@@ -133,73 +123,108 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 	if !hostIPC {
 		kinds = append(kinds, namespaces.IPC)
 	}
+	var pinned namespaces.Pinned
+	var ips []string
+	var infraPID int
+	plan := []steps.Step[Sandbox]{{
+		Name: stepDir,
+		Make: func(_ context.Context, sb Sandbox) error {
+			if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
+				return fmt.Errorf("create sandbox dir: %w", err)
+			}
+			return writePodFiles(&sb, cfg, hostNet, hostname)
+		},
+	}}
 	if len(kinds) > 0 {
-		pinned, err := namespaces.Create(sb.nsDir(), kinds, hostname)
-		if err != nil {
-			return fmt.Errorf("create pod namespaces: %w", err)
-		}
-		sb.Namespaces = pinned
-		if err := m.save(sb); err != nil {
-			return err
-		}
-		crashpoint.Hit("sandbox/after-namespaces")
+		plan = append(plan, steps.Step[Sandbox]{
+			Name: stepNamespaces,
+			Make: func(_ context.Context, sb Sandbox) (err error) {
+				if pinned, err = namespaces.Create(sb.nsDir(), kinds, hostname); err != nil {
+					return fmt.Errorf("create pod namespaces: %w", err)
+				}
+				return nil
+			},
+			Made: func(sb *Sandbox) { sb.Namespaces = pinned },
+		})
 	}
 	if !hostIPC {
-		if err := mountShm(sb.shmDir(), m.cfg.ShmSize); err != nil {
-			return err
-		}
-		sb.ShmMounted = true
-		if err := m.save(sb); err != nil {
-			return err
-		}
-		crashpoint.Hit("sandbox/after-shm")
+		plan = append(plan, steps.Step[Sandbox]{
+			Name: stepShm,
+			Make: func(_ context.Context, sb Sandbox) error { return mountShm(sb.shmDir(), m.cfg.ShmSize) },
+		})
 	}
-	nsDone := time.Now()
-
 	if !hostNet {
-		sb.Network = true // DEL is owed from here on, even if ADD fails halfway
-		if err := m.save(sb); err != nil {
-			return err
-		}
-		res, err := m.net.Setup(ctx, podNetwork(sb))
-		if err != nil {
-			return fmt.Errorf("set up pod network: %w", err)
-		}
-		for _, ip := range res.IPs {
-			sb.IPs = append(sb.IPs, ip.String())
-		}
-		crashpoint.Hit("sandbox/after-network")
+		plan = append(plan, steps.Step[Sandbox]{
+			Name: stepNetwork,
+			Make: func(ctx context.Context, sb Sandbox) error {
+				res, err := m.net.Setup(ctx, podNetwork(&sb))
+				if err != nil {
+					return fmt.Errorf("set up pod network: %w", err)
+				}
+				for _, ip := range res.IPs {
+					ips = append(ips, ip.String())
+				}
+				return nil
+			},
+			Made: func(sb *Sandbox) { sb.IPs = ips },
+		})
 	}
-	netDone := time.Now()
-
-	var infraDone time.Time
 	if nsOpts.GetPid() == runtimeapi.NamespaceMode_POD {
 		if m.Infra == nil {
 			return fmt.Errorf("a pod-wide PID namespace needs an infra process: %w", errdefs.ErrNotImplemented)
 		}
-		infraID, pid, err := m.Infra.StartInfra(ctx, sb)
-		if err != nil {
-			return fmt.Errorf("start infra process: %w", err)
-		}
-		sb.InfraID, sb.InfraPID = infraID, pid
-		infraDone = time.Now()
+		plan = append(plan, steps.Step[Sandbox]{
+			Name: stepInfra,
+			// The infra container's ID is recorded before it exists, so
+			// a crash between its start and the end of this step is
+			// undone by removing it.
+			Intent: func(sb *Sandbox) { sb.InfraID = ids.New() },
+			Make: func(ctx context.Context, sb Sandbox) (err error) {
+				if infraPID, err = m.Infra.StartInfra(ctx, &sb); err != nil {
+					return fmt.Errorf("start infra process: %w", err)
+				}
+				// Containers join the pod's PID namespace by a pin, never
+				// by a pid that could be reused once the infra is gone.
+				if _, err := namespaces.PinProcess(sb.nsDir(), namespaces.PID, infraPID); err != nil {
+					return fmt.Errorf("pin the pod's PID namespace: %w", err)
+				}
+				return nil
+			},
+			Made: func(sb *Sandbox) {
+				sb.InfraPID = infraPID
+				if sb.Namespaces == nil {
+					sb.Namespaces = namespaces.Pinned{}
+				}
+				sb.Namespaces = maps.Clone(sb.Namespaces)
+				sb.Namespaces[namespaces.PID] = filepath.Join(sb.nsDir(), string(namespaces.PID))
+			},
+		})
 	}
-
-	sb.State = StateReady
-	if err := m.save(sb); err != nil {
+	took := map[string]time.Duration{}
+	for _, s := range plan {
+		t0 := time.Now()
+		if err := m.steps.Run(ctx, id, s); err != nil {
+			return err
+		}
+		took[s.Name] = time.Since(t0)
+	}
+	sb, err := m.recs.Update(id, func(sb *Sandbox) error {
+		sb.State = StateReady
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	m.names.Load(name, id)
-	m.stage("namespaces", nsDone.Sub(start))
-	m.stage("network", netDone.Sub(nsDone))
-	if !infraDone.IsZero() {
-		m.stage("infra", infraDone.Sub(netDone))
+	m.stage("namespaces", took[stepDir]+took[stepNamespaces]+took[stepShm])
+	m.stage("network", took[stepNetwork])
+	if d, ok := took[stepInfra]; ok {
+		m.stage("infra", d)
 	}
 	m.stage("total", time.Since(start))
 	m.event(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, id)
 	m.event(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, id)
 	m.log.Info("pod sandbox ready", "pod", id, "name", name, "ips", sb.IPs,
-		"namespaces", nsDone.Sub(start), "network", netDone.Sub(nsDone), "total", time.Since(start))
+		"network", took[stepNetwork], "total", time.Since(start))
 	return nil
 }
 

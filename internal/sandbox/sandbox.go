@@ -3,8 +3,10 @@
 // PID namespace), the pod's files (resolv.conf, hosts, hostname, /dev/shm),
 // its CNI network, and its record in the store.
 //
-// A sandbox is recorded as "creating" before anything is made for it, so a
-// crash at any step of RunPodSandbox is rolled back by the next start.
+// A sandbox is recorded as "creating" before anything is made for it, and
+// each side effect is recorded before it is made (internal/steps), so a
+// crash at any step of RunPodSandbox, StopPodSandbox or RemovePodSandbox
+// is undone or finished by the next start.
 package sandbox
 
 import (
@@ -20,10 +22,9 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/events"
-	"github.com/crid-project/crid/internal/ids"
-	"github.com/crid-project/crid/internal/names"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
+	"github.com/crid-project/crid/internal/steps"
 	"github.com/crid-project/crid/internal/store"
 )
 
@@ -49,12 +50,20 @@ type Sandbox struct {
 	Dir            string            `json:"dir"`
 	Namespaces     namespaces.Pinned `json:"namespaces,omitempty"`
 	IPs            []string          `json:"ips,omitempty"`
-	Network        bool              `json:"network"` // CNI ADD ran: DEL is owed
-	ShmMounted     bool              `json:"shmMounted"`
 	InfraID        string            `json:"infraID,omitempty"` // pause container holding a shared PID namespace
 	InfraPID       int               `json:"infraPID,omitempty"`
 	CgroupParent   string            `json:"cgroupParent,omitempty"`
-	config         *runtimeapi.PodSandboxConfig
+	// Steps are the side effects made for the pod (see steps.go), in order.
+	Steps steps.Log `json:"steps,omitempty"`
+	// Removing is set once RemovePodSandbox began: the pod is hidden and
+	// its removal is finished by a retry or by the next start.
+	Removing bool `json:"removing,omitempty"`
+	// Reason says why a pod is not ready when crid, not the kubelet,
+	// stopped it (its infra process died, the node rebooted).
+	Reason string `json:"reason,omitempty"`
+
+	legacy
+	config *runtimeapi.PodSandboxConfig
 }
 
 // PodConfig decodes the pod's CRI config.
@@ -73,7 +82,7 @@ func (s *Sandbox) Hostname() string   { return filepath.Join(s.Dir, "hostname") 
 
 // Shm is the pod's /dev/shm: its own tmpfs, or the host's for host-IPC pods.
 func (s *Sandbox) Shm() string {
-	if !s.ShmMounted {
+	if !s.Steps.Has(stepShm) {
 		return "/dev/shm"
 	}
 	return s.shmDir()
@@ -89,8 +98,14 @@ type Containers interface {
 
 // Infra runs the pause process of a pod that shares its PID namespace.
 type Infra interface {
-	StartInfra(ctx context.Context, sb *Sandbox) (id string, pid int, err error)
+	// StartInfra creates and starts the infra container with the ID the
+	// pod's record already holds, and returns its pid.
+	StartInfra(ctx context.Context, sb *Sandbox) (pid int, err error)
+	// StopInfra removes it; an infra container that does not exist (a
+	// crash came before its create) is not an error.
 	StopInfra(ctx context.Context, sb *Sandbox) error
+	// InfraExited reports whether the infra process is known to be gone.
+	InfraExited(sb *Sandbox) bool
 }
 
 // Observer is told of lifecycle changes (the kubelet's event stream) and
@@ -111,95 +126,91 @@ type Config struct {
 // Manager creates and tracks sandboxes.
 type Manager struct {
 	cfg   Config
-	db    *store.Store
-	net   *network.Manager
-	names *names.Registry
+	net   Network
 	log   *slog.Logger
+	recs  *store.Table[Sandbox]
+	steps steps.Recorder[Sandbox]
 
 	Containers Containers // set after construction: the two managers refer to each other
 	Infra      Infra
 	Observer   Observer // set after construction; nil: nobody is told
 
-	mu        sync.Mutex
-	sandboxes map[string]*Sandbox
-	locks     ids.Locks // serialises operations on one object
+	// recovering holds the pods the start-up reconciler has yet to see:
+	// they answer reads with their last known state, and Unavailable to
+	// calls that would change them.
+	recovering sync.Map
+}
+
+// Network is what the manager needs of the CNI manager.
+type Network interface {
+	Setup(ctx context.Context, pod network.PodNetwork) (network.Result, error)
+	Teardown(ctx context.Context, pod network.PodNetwork) error
+	Ready() (ok bool, reason, message string)
+	SetPodCIDR(cidr string)
 }
 
 // New loads the stored sandboxes.
-func New(cfg Config, db *store.Store, net *network.Manager, log *slog.Logger) (*Manager, error) {
-	m := &Manager{cfg: cfg, db: db, net: net, names: names.New(), log: log, sandboxes: map[string]*Sandbox{}}
-	err := db.View(func(tx *store.Tx) error {
-		all, err := store.List[Sandbox](tx, bucket)
-		for i := range all {
-			sb := &all[i]
-			sb.PodConfig() // decode once; copies share it read-only
-			m.sandboxes[sb.ID] = sb
-			if sb.State != StateCreating {
-				m.names.Load(sb.Name, sb.ID)
-			}
-		}
-		return err
+func New(cfg Config, db *store.Store, net Network, log *slog.Logger) (*Manager, error) {
+	recs, err := store.NewTable(db, bucket, "pod sandbox", store.Keys[Sandbox]{
+		ID:   func(sb *Sandbox) string { return sb.ID },
+		Name: func(sb *Sandbox) string { return sb.Name },
 	})
 	if err != nil {
-		return nil, fmt.Errorf("load sandboxes: %w", err)
+		return nil, err
+	}
+	m := &Manager{cfg: cfg, net: net, log: log, recs: recs}
+	m.steps = steps.Recorder[Sandbox]{Table: recs, Log: func(sb *Sandbox) *steps.Log { return &sb.Steps }, Op: "pod"}
+	for _, sb := range recs.List(nil) {
+		if err := m.migrate(sb); err != nil {
+			return nil, err
+		}
+		m.recovering.Store(sb.ID, true)
 	}
 	return m, nil
 }
 
-func (m *Manager) lock(id string) func() { return m.locks.Lock(id) }
+// visible: half-made and half-removed pods are not the kubelet's to see.
+func visible(sb *Sandbox) bool { return sb.State != StateCreating && !sb.Removing }
 
 // Get returns a copy of the sandbox with id (a unique prefix is accepted).
-func (m *Manager) Get(id string) (Sandbox, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	sb, err := m.findLocked(id)
-	if err != nil {
-		return Sandbox{}, err
-	}
-	return *sb, nil
-}
+func (m *Manager) Get(id string) (Sandbox, error) { return m.recs.Find(id, visible) }
 
-func (m *Manager) findLocked(id string) (*Sandbox, error) {
-	sb, err := ids.Find(m.sandboxes, id, "pod sandbox", func(sb *Sandbox) bool { return sb.State != StateCreating })
-	if err == nil && sb.State == StateCreating {
-		return nil, fmt.Errorf("pod sandbox %q: %w", id, errdefs.ErrNotFound)
-	}
-	return sb, err
+// Exists reports whether a record of the pod exists, in any state.
+func (m *Manager) Exists(id string) bool {
+	_, ok := m.recs.Get(id)
+	return ok
 }
 
 // List returns copies of all sandboxes that exist (not half-created ones).
-func (m *Manager) List() []Sandbox {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Sandbox, 0, len(m.sandboxes))
-	for _, sb := range m.sandboxes {
-		if sb.State != StateCreating {
-			out = append(out, *sb)
-		}
+func (m *Manager) List() []Sandbox { return m.recs.List(visible) }
+
+// Use returns the ready sandbox id and holds it until release is called:
+// meanwhile it cannot be stopped or removed, so a container created in it
+// is never orphaned by a concurrent RemovePodSandbox.
+func (m *Manager) Use(id string) (sb Sandbox, release func(), err error) {
+	sb, err = m.Get(id)
+	if err != nil {
+		return Sandbox{}, nil, err
 	}
-	return out
+	if err := m.checkRecovered(sb.ID); err != nil {
+		return Sandbox{}, nil, err
+	}
+	release = m.recs.RLock(sb.ID)
+	if sb, err = m.Get(sb.ID); err != nil {
+		release()
+		return Sandbox{}, nil, err
+	}
+	if sb.State != StateReady {
+		release()
+		return Sandbox{}, nil, fmt.Errorf("pod sandbox %s is not ready: %w", sb.ID, errdefs.ErrFailedPrecondition)
+	}
+	return sb, release, nil
 }
 
-// save writes sb to the store and the in-memory index.
-func (m *Manager) save(sb *Sandbox) error {
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Put(bucket, sb.ID, sb) }); err != nil {
-		return fmt.Errorf("record pod sandbox %s: %w", sb.ID, err)
+func (m *Manager) checkRecovered(id string) error {
+	if _, ok := m.recovering.Load(id); ok {
+		return fmt.Errorf("pod sandbox %s is being recovered after a restart of crid; retry: %w", id, errdefs.ErrUnavailable)
 	}
-	c := *sb
-	m.mu.Lock()
-	m.sandboxes[sb.ID] = &c
-	m.mu.Unlock()
-	return nil
-}
-
-func (m *Manager) delete(sb *Sandbox) error {
-	if err := m.db.Update(func(tx *store.Tx) error { return tx.Delete(bucket, sb.ID) }); err != nil {
-		return fmt.Errorf("delete pod sandbox record %s: %w", sb.ID, err)
-	}
-	m.mu.Lock()
-	delete(m.sandboxes, sb.ID)
-	m.mu.Unlock()
-	m.names.Release(sb.Name, sb.ID)
 	return nil
 }
 

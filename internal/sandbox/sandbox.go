@@ -207,6 +207,13 @@ func (m *Manager) Use(id string) (sb Sandbox, release func(), err error) {
 	return sb, release, nil
 }
 
+// Recovering counts the objects the start-up reconciler has yet to see.
+func (m *Manager) Recovering() int {
+	n := 0
+	m.recovering.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
 func (m *Manager) checkRecovered(id string) error {
 	if _, ok := m.recovering.Load(id); ok {
 		return fmt.Errorf("pod sandbox %s is being recovered after a restart of crid; retry: %w", id, errdefs.ErrUnavailable)

@@ -20,6 +20,7 @@ type sandboxService interface {
 	List() []sandbox.Sandbox
 	NetworkReady() (ok bool, reason, message string)
 	SetPodCIDR(cidr string)
+	Recovering() int
 }
 
 // containerService is what the CRI container handlers need.
@@ -34,6 +35,7 @@ type containerService interface {
 	UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
 	SupportsRRO(handler string) bool
+	Recovering() int
 }
 
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {

@@ -42,7 +42,10 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		if err != nil {
 			return nil, err
 		}
-		resp.Info = map[string]string{"config": string(cfg)}
+		// Objects crid has not yet reconciled since it started: their
+		// state is the last recorded one, and changes answer Unavailable.
+		recovering, _ := json.Marshal(map[string]int{"pods": s.pods.Recovering(), "containers": s.containers.Recovering()})
+		resp.Info = map[string]string{"config": string(cfg), "recovering": string(recovering)}
 	}
 	return resp, nil
 }

@@ -21,7 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-var bin struct{ crid, cridCrash, rig, crictl string }
+var bin struct{ crid, cridCrash, rig, crictl, cniDir string }
 
 // netns is the network namespace every daemon of the tests runs in, entered
 // with nsenter (which, unlike `ip netns exec`, keeps the host mount
@@ -67,12 +67,23 @@ func run(m *testing.M) int {
 	bin.crid = filepath.Join(dir, "crid")
 	bin.cridCrash = filepath.Join(dir, "crid-crashpoints")
 	bin.rig = filepath.Join(dir, "rig")
-	for _, b := range []struct{ out, pkg, tags string }{
-		{bin.crid, "./cmd/crid", ""},
-		{bin.cridCrash, "./cmd/crid", "crashpoints"},
-		{bin.rig, "./test/rig/cmd/rig", ""},
+	bin.cniDir = filepath.Join(dir, "cni")
+	// crid runs under the race detector here: the e2e tests are where its
+	// managers meet real concurrency.
+	for _, b := range []struct {
+		out, pkg, tags string
+		race           bool
+	}{
+		{bin.crid, "./cmd/crid", "", true},
+		{bin.cridCrash, "./cmd/crid", "crashpoints", true},
+		{bin.rig, "./test/rig/cmd/rig", "", false},
+		{filepath.Join(bin.cniDir, "cnihang"), "./test/e2e/cnihang", "", false},
 	} {
-		cmd := exec.Command("go", "build", "-tags", b.tags, "-o", b.out, b.pkg)
+		args := []string{"build", "-tags", b.tags, "-o", b.out}
+		if b.race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
 		cmd.Dir = top
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n%s", b.pkg, err, out)
@@ -167,16 +178,57 @@ func newCrid(t *testing.T, hosts string, extra ...string) *crid {
 	return c
 }
 
-func (c *crid) start() { c.startWith(bin.crid) }
+// start starts crid and waits until it has reconciled what it found.
+func (c *crid) start() {
+	c.startWith(bin.crid)
+	c.waitRecovered()
+}
+
+// recovered reports whether crid answers that it has nothing left to
+// recover.
+func (c *crid) recovered() bool {
+	conn, err := grpc.NewClient("unix://"+c.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := runtimeapi.NewRuntimeServiceClient(conn).Status(cctx, &runtimeapi.StatusRequest{Verbose: true})
+	return err == nil && resp.Info["recovering"] == `{"containers":0,"pods":0}`
+}
+
+// waitRecovered waits until crid's start-up reconciler has seen every
+// object (Status verbose info "recovering").
+func (c *crid) waitRecovered() {
+	c.t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if c.recovered() {
+			return
+		}
+		if c.p.cmd.ProcessState != nil || c.p.cmd.Process.Signal(syscall.Signal(0)) != nil {
+			c.t.Fatalf("crid exited while recovering:\n%s", c.p.out)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("crid still recovering after 3 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // startWith starts crid from binary, with env, on the test's directories.
 func (c *crid) startWith(binary string, env ...string) {
 	c.t.Helper()
 	os.Remove(c.sock)
-	args := append([]string{"--root", c.root, "--state", c.state, "--listen", "unix://" + c.sock,
-		"--registry-config-dir", c.hosts, "--cni-conf-dir", c.netConf, "--log-level", "debug"}, c.extra...)
-	c.p = startEnv(c.t, env, binary, args...)
+	c.p = startEnv(c.t, env, binary, c.args()...)
 	waitFor(c.t, c.sock, c.p)
+}
+
+// args are crid's arguments for the test's directories.
+func (c *crid) args() []string {
+	return append([]string{"--root", c.root, "--state", c.state, "--listen", "unix://" + c.sock,
+		"--registry-config-dir", c.hosts, "--cni-conf-dir", c.netConf, "--log-level", "debug"}, c.extra...)
 }
 
 func (c *crid) crictl(args ...string) (string, error) {

@@ -18,6 +18,11 @@ import (
 // podFiles writes a pod config and a container config running script in
 // busybox, as crictl takes them, and returns their paths.
 func (c *crid) podFiles(name, script string) (pod, ctr string) {
+	return c.podFilesNS(name, script, map[string]any{"pid": 1})
+}
+
+// podFilesNS is podFiles with the pod's namespace options.
+func (c *crid) podFilesNS(name, script string, nsOpts map[string]any) (pod, ctr string) {
 	c.t.Helper()
 	dir := filepath.Join(c.dir, "configs", name)
 	os.MkdirAll(dir, 0o755)
@@ -35,7 +40,7 @@ func (c *crid) podFiles(name, script string) (pod, ctr string) {
 		"labels":        map[string]string{"test": name},
 		"linux": map[string]any{
 			"cgroup_parent":    cgroupParent + "/" + name,
-			"security_context": map[string]any{"namespace_options": map[string]any{"pid": 1}},
+			"security_context": map[string]any{"namespace_options": nsOpts},
 		},
 	})
 	write(ctr, map[string]any{
@@ -43,7 +48,7 @@ func (c *crid) podFiles(name, script string) (pod, ctr string) {
 		"image":    map[string]any{"image": "busybox"},
 		"command":  []string{"sh", "-c", script},
 		"log_path": name + ".log",
-		"linux":    map[string]any{},
+		"linux":    map[string]any{"security_context": map[string]any{"namespace_options": nsOpts}},
 	})
 	return pod, ctr
 }
@@ -193,45 +198,6 @@ func TestKill9KeepsContainers(t *testing.T) {
 	}
 	c.mustCrictl("rmp", "-fa")
 	c.assertNothingLeft()
-}
-
-// A crash between any two steps of RunPodSandbox or CreateContainer leaves
-// nothing behind once crid restarts.
-func TestCrashDuringCreateLeavesNothing(t *testing.T) {
-	hosts := rig(t)
-	for _, point := range []string{
-		"sandbox/after-record", "sandbox/after-namespaces", "sandbox/after-shm", "sandbox/after-network",
-		"container/after-rootfs", "container/after-spec", "container/after-runtime-create",
-	} {
-		t.Run(strings.ReplaceAll(point, "/", "-"), func(t *testing.T) {
-			c := newCrid(t, hosts)
-			c.mustCrictl("pull", "busybox")
-			pod, ctr := c.podFiles("crash", "exec sleep 3600")
-			c.p.signal(syscall.SIGTERM)
-			c.startWith(bin.cridCrash, "CRID_CRASH_AT="+point)
-			if strings.HasPrefix(point, "container/") {
-				podID := strings.TrimSpace(c.mustCrictl("runp", pod))
-				if _, err := c.crictl("create", podID, ctr, pod); err == nil {
-					t.Fatal("create succeeded through a crash point")
-				}
-			} else if _, err := c.crictl("runp", pod); err == nil {
-				t.Fatal("runp succeeded through a crash point")
-			}
-			c.p.cmd.Wait()
-			c.start()
-			if point == "container/after-runtime-create" || strings.HasPrefix(point, "container/") {
-				// The pod itself was complete: only the container must be gone.
-				if out := c.mustCrictl("ps", "-aq"); strings.TrimSpace(out) != "" {
-					t.Fatalf("containers after restart: %q", out)
-				}
-				c.mustCrictl("rmp", "-fa")
-			}
-			if out := c.mustCrictl("pods", "-q"); strings.TrimSpace(out) != "" {
-				t.Fatalf("pods after restart: %q", out)
-			}
-			c.assertNothingLeft()
-		})
-	}
 }
 
 // Bad input gets a clear error and changes nothing.

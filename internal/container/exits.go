@@ -99,6 +99,12 @@ func (m *Manager) markExited(id string, code int32, reason, message string, at t
 			return errUnchanged
 		}
 		c.State = StateExited
+		// A start confirmed only by recovery, or a container lost with
+		// the node, is dated later than it ran: an exit never precedes
+		// the start it ends.
+		if at.Before(c.StartedAt) {
+			at = c.StartedAt
+		}
 		c.ExitCode, c.Reason, c.Message, c.FinishedAt = code, reason, message, at
 		if c.StartedAt.IsZero() {
 			c.StartedAt = at

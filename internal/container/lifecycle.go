@@ -215,10 +215,9 @@ func (m *Manager) removeAny(ctx context.Context, id string) error {
 	if c, ok = m.recs.Get(id); !ok {
 		return nil
 	}
-	if err := m.destroy(ctx, id); err != nil {
+	if err := m.destroyAndTell(ctx, c); err != nil {
 		return err
 	}
-	m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, &c)
 	m.log.Info("container removed", "container", c.ID, "pod", c.SandboxID)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/sandbox"
 )
@@ -27,7 +28,7 @@ func (m *Manager) Recover(ctx context.Context) {
 		m.Repair(ctx, c.ID, true)
 		m.recovering.Delete(c.ID)
 	}
-	if err := m.sweep(); err != nil {
+	if err := m.sweep(ctx); err != nil {
 		m.log.Error("sweep container dirs", "error", err)
 	}
 }
@@ -38,7 +39,7 @@ func (m *Manager) Reconcile(ctx context.Context) {
 	for _, c := range m.recs.List(nil) {
 		m.Repair(ctx, c.ID, false)
 	}
-	if err := m.sweep(); err != nil {
+	if err := m.sweep(ctx); err != nil {
 		m.log.Error("sweep container dirs", "error", err)
 	}
 }
@@ -59,13 +60,16 @@ func (m *Manager) Repair(ctx context.Context, id string, adopt bool) {
 	defer cancel()
 	var err error
 	switch {
-	case c.State == StateCreating || c.Removing:
-		m.log.Info("finishing interrupted create or remove of container", "container", id, "pod", c.SandboxID)
+	case c.State == StateCreating:
+		m.log.Info("rolling back interrupted create of container", "container", id, "pod", c.SandboxID)
 		err = m.destroy(ctx, id)
+	case c.Removing:
+		m.log.Info("finishing interrupted remove of container", "container", id, "pod", c.SandboxID)
+		err = m.destroyAndTell(ctx, c)
 	case !m.sandboxes.Exists(c.SandboxID):
 		m.log.Warn("removing container of a removed pod", "container", id, "pod", c.SandboxID)
 		if err = m.stop(ctx, c, 0); err == nil {
-			err = m.destroy(ctx, id)
+			err = m.destroyAndTell(ctx, c)
 		}
 	case live(&c) && adopt:
 		err = m.adopt(ctx, c)
@@ -75,6 +79,15 @@ func (m *Manager) Repair(ctx context.Context, id string, adopt bool) {
 	if err != nil {
 		m.log.Error("repair container", "container", id, "pod", c.SandboxID, "error", err)
 	}
+}
+
+// destroyAndTell destroys a container the kubelet has seen, and tells it.
+func (m *Manager) destroyAndTell(ctx context.Context, c Container) error {
+	if err := m.destroy(ctx, c.ID); err != nil {
+		return err
+	}
+	m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, &c)
+	return nil
 }
 
 // adopt takes a live container over at start-up.
@@ -122,8 +135,31 @@ func (m *Manager) InfraExited(sb *sandbox.Sandbox) bool {
 // record. The dirs are listed before the records are read, and a
 // container is recorded before its dirs are made, so a create in flight
 // is never swept.
-func (m *Manager) sweep() error {
+func (m *Manager) sweep(ctx context.Context) error {
 	var errs []error
+	// Runtime state no record owns (its cgroup with it) is deleted through
+	// the runtime: a crash between deleting a record's steps and the
+	// record cannot leave it, but an older crid or an operator can.
+	roots := map[string]bool{}
+	for _, h := range m.cfg.Handlers {
+		if h.Root == "" || roots[h.Root] {
+			continue
+		}
+		roots[h.Root] = true
+		entries, err := os.ReadDir(h.Root)
+		if err != nil {
+			continue
+		}
+		for _, e := range entries {
+			if _, ok := m.recs.Get(e.Name()); ok || !e.IsDir() {
+				continue
+			}
+			m.log.Info("deleting runtime state no container record owns", "container", e.Name(), "handler", h.Name)
+			dctx, cancel := context.WithTimeout(ctx, repairTimeout)
+			errs = append(errs, m.rt.Delete(dctx, e.Name(), h))
+			cancel()
+		}
+	}
 	for _, dir := range []string{filepath.Join(m.cfg.StateDir, "containers"), filepath.Join(m.cfg.RootDir, "containers")} {
 		entries, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {

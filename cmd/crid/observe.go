@@ -42,6 +42,7 @@ func setupObservability(ctx context.Context, d deps) (*observability, error) {
 		// The disk usage walker lives as long as crid: requests only read
 		// what it measured.
 		st.Start(ctx)
+		d.containers.OnLayerMade = st.LayerMade
 	}
 	o := &observability{stats: st, events: events.NewHub(eventBuffer), metrics: metrics.New()}
 	o.events.SetStatus(func(podID string) (*runtimeapi.PodSandboxStatus, []*runtimeapi.ContainerStatus) {

@@ -162,12 +162,12 @@ type Manager struct {
 	Observer Observer        // set after construction; nil: nobody is told
 	rro      map[string]bool // handler → supports recursive read-only mounts
 
+	// OnLayerMade, if set, is told of each new writable-layer dir (the
+	// disk usage cache then knows it empty instead of unmeasured).
+	OnLayerMade func(dir string)
 	// OnInfraExit, if set, is told that a pod's infra process exited.
 	OnInfraExit func(podID string)
 
-	// recovering holds the containers the start-up reconciler has yet to
-	// see: reads answer with the record, changes with Unavailable.
-	recovering sync.Map
 	// processes caches each container's OCI process spec for exec.
 	processes sync.Map // id → *specs.Process
 }
@@ -198,7 +198,6 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 		if err := m.migrate(c); err != nil {
 			return nil, err
 		}
-		m.recovering.Store(c.ID, true)
 	}
 	return m, nil
 }
@@ -243,18 +242,9 @@ func (m *Manager) InUse(imageID digest.Digest) (string, bool) {
 }
 
 // Recovering counts the objects the start-up reconciler has yet to see.
-func (m *Manager) Recovering() int {
-	n := 0
-	m.recovering.Range(func(any, any) bool { n++; return true })
-	return n
-}
+func (m *Manager) Recovering() int { return m.recs.Recovering() }
 
-func (m *Manager) checkRecovered(id string) error {
-	if _, ok := m.recovering.Load(id); ok {
-		return fmt.Errorf("container %s is being recovered after a restart of crid; retry: %w", id, errdefs.ErrUnavailable)
-	}
-	return nil
-}
+func (m *Manager) checkRecovered(id string) error { return m.recs.CheckRecovered(id) }
 
 // Dirs of a container: the bundle and rootfs mount point live in the state
 // dir; the writable layer in the root dir.

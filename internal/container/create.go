@@ -149,6 +149,9 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 					return fmt.Errorf("create container dirs: %w", err)
 				}
 			}
+			if m.OnLayerMade != nil {
+				m.OnLayerMade(m.layerDir(id))
+			}
 			if c.LogPath != "" {
 				if err := os.MkdirAll(filepath.Dir(c.LogPath), 0o755); err != nil {
 					return fmt.Errorf("create log dir: %w", err)
@@ -230,13 +233,9 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			return nil
 		},
 	})
-	took := map[string]time.Duration{}
-	for _, s := range plan {
-		t0 := time.Now()
-		if err := m.steps.Run(ctx, id, s); err != nil {
-			return err
-		}
-		took[s.Name] = time.Since(t0)
+	took, err := m.steps.RunAll(ctx, id, plan)
+	if err != nil {
+		return err
 	}
 	rec, err := m.recs.Update(id, func(v *Container) error {
 		v.Pid, v.State = c.Pid, StateCreated

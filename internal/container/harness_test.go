@@ -130,7 +130,7 @@ func (h *harness) cleanup() {
 	ctx, cancel := context.WithTimeout(bg, time.Minute)
 	defer cancel()
 	for _, c := range h.m.recs.List(nil) {
-		h.m.recovering.Delete(c.ID)
+		h.m.recs.Recovered(c.ID)
 		if err := h.m.removeAny(ctx, c.ID); err != nil {
 			h.t.Errorf("cleanup: remove container %s: %v", c.ID, err)
 		}

@@ -26,7 +26,7 @@ const repairTimeout = time.Minute
 func (m *Manager) Recover(ctx context.Context) {
 	for _, c := range m.recs.List(nil) {
 		m.Repair(ctx, c.ID, true)
-		m.recovering.Delete(c.ID)
+		m.recs.Recovered(c.ID)
 	}
 	if err := m.sweep(ctx); err != nil {
 		m.log.Error("sweep container dirs", "error", err)
@@ -47,15 +47,11 @@ func (m *Manager) Reconcile(ctx context.Context) {
 // Repair brings one container back to a state the kubelet can act on. A
 // container a request is working on is left to that request.
 func (m *Manager) Repair(ctx context.Context, id string, adopt bool) {
-	unlock, ok := m.recs.TryLock(id)
+	c, unlock, ok := m.recs.TryLockGet(id)
 	if !ok {
 		return
 	}
 	defer unlock()
-	c, ok := m.recs.Get(id)
-	if !ok {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, repairTimeout)
 	defer cancel()
 	var err error

@@ -80,6 +80,7 @@ func newTestManager(t *testing.T) (*Manager, *fakeNet, string) {
 		t.Fatal(err)
 	}
 	m.Containers = &fakeContainers{}
+	testDBs[m] = db
 	t.Cleanup(func() {
 		for _, sb := range m.recs.List(nil) {
 			_ = m.destroy(context.Background(), sb.ID)
@@ -87,6 +88,27 @@ func newTestManager(t *testing.T) (*Manager, *fakeNet, string) {
 	})
 	return m, fn, dir
 }
+
+// restart is crid's restart: a new manager over the same database, CNI
+// and containers.
+func restart(t *testing.T, m *Manager) *Manager {
+	t.Helper()
+	m2, err := New(m.cfg, testDBs[m], m.net, m.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2.Containers = m.Containers
+	testDBs[m2] = testDBs[m]
+	t.Cleanup(func() {
+		for _, sb := range m2.recs.List(nil) {
+			_ = m2.destroy(context.Background(), sb.ID)
+		}
+	})
+	return m2
+}
+
+// testDBs are the managers' databases, for restart.
+var testDBs = map[*Manager]*store.Store{}
 
 func podConfig(name string) *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
@@ -247,10 +269,9 @@ func TestRepairFinishesInterruptedCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.recovering.Store(id, true)
-	m.recovering.Store(other, true)
-	// Before the reconciler has seen it, a pod answers reads and refuses
-	// changes.
+	// Restart: before the reconciler has seen it, a pod answers reads
+	// and refuses changes.
+	m = restart(t, m)
 	if _, err := m.Get(other); err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +285,7 @@ func TestRepairFinishesInterruptedCreate(t *testing.T) {
 	if _, ok := m.recs.Get(id); ok {
 		t.Fatal("interrupted create still recorded")
 	}
-	if fn.adds[id] {
+	if m.net.(*fakeNet).adds[id] {
 		t.Fatal("CNI DEL not called")
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sandboxes", id)); !os.IsNotExist(err) {

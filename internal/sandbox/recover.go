@@ -22,7 +22,7 @@ const repairTimeout = 2 * time.Minute
 func (m *Manager) Recover(ctx context.Context) {
 	for _, sb := range m.recs.List(nil) {
 		m.Repair(ctx, sb.ID)
-		m.recovering.Delete(sb.ID)
+		m.recs.Recovered(sb.ID)
 	}
 	if err := m.sweep(); err != nil {
 		m.log.Error("sweep pod sandbox dirs", "error", err)
@@ -46,15 +46,11 @@ func (m *Manager) Reconcile(ctx context.Context) {
 // kubelet sees it not ready and makes a new one. A pod that a request is
 // working on is left to that request.
 func (m *Manager) Repair(ctx context.Context, id string) {
-	unlock, ok := m.recs.TryLock(id)
+	sb, unlock, ok := m.recs.TryLockGet(id)
 	if !ok {
 		return
 	}
 	defer unlock()
-	sb, ok := m.recs.Get(id)
-	if !ok {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, repairTimeout)
 	defer cancel()
 	var err error

@@ -200,13 +200,9 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			},
 		})
 	}
-	took := map[string]time.Duration{}
-	for _, s := range plan {
-		t0 := time.Now()
-		if err := m.steps.Run(ctx, id, s); err != nil {
-			return err
-		}
-		took[s.Name] = time.Since(t0)
+	took, err := m.steps.RunAll(ctx, id, plan)
+	if err != nil {
+		return err
 	}
 	sb, err := m.recs.Update(id, func(sb *Sandbox) error {
 		sb.State = StateReady

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -135,10 +134,6 @@ type Manager struct {
 	Infra      Infra
 	Observer   Observer // set after construction; nil: nobody is told
 
-	// recovering holds the pods the start-up reconciler has yet to see:
-	// they answer reads with their last known state, and Unavailable to
-	// calls that would change them.
-	recovering sync.Map
 }
 
 // Network is what the manager needs of the CNI manager.
@@ -164,7 +159,6 @@ func New(cfg Config, db *store.Store, net Network, log *slog.Logger) (*Manager, 
 		if err := m.migrate(sb); err != nil {
 			return nil, err
 		}
-		m.recovering.Store(sb.ID, true)
 	}
 	return m, nil
 }
@@ -208,18 +202,9 @@ func (m *Manager) Use(id string) (sb Sandbox, release func(), err error) {
 }
 
 // Recovering counts the objects the start-up reconciler has yet to see.
-func (m *Manager) Recovering() int {
-	n := 0
-	m.recovering.Range(func(any, any) bool { n++; return true })
-	return n
-}
+func (m *Manager) Recovering() int { return m.recs.Recovering() }
 
-func (m *Manager) checkRecovered(id string) error {
-	if _, ok := m.recovering.Load(id); ok {
-		return fmt.Errorf("pod sandbox %s is being recovered after a restart of crid; retry: %w", id, errdefs.ErrUnavailable)
-	}
-	return nil
-}
+func (m *Manager) checkRecovered(id string) error { return m.recs.CheckRecovered(id) }
 
 // NetworkReady reports the CNI status for the runtime's Status call.
 func (m *Manager) NetworkReady() (bool, string, string) { return m.net.Ready() }

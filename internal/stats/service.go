@@ -67,6 +67,14 @@ func newService(r *Reader, containers Containers, pods Pods, opt UsageOptions, l
 // Start runs the disk usage walker until ctx ends or Close.
 func (s *Service) Start(ctx context.Context) { s.usage.Start(ctx) }
 
+// LayerMade tells the disk usage cache of a container's writable layer
+// dir, made empty just now.
+func (s *Service) LayerMade(dir string) {
+	if filepath.Dir(filepath.Clean(dir)) == filepath.Clean(s.containers.LayersDir()) {
+		s.usage.Made(filepath.Base(dir))
+	}
+}
+
 // Close stops the disk usage walker and waits for it.
 func (s *Service) Close() { s.usage.Close() }
 

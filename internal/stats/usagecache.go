@@ -159,6 +159,18 @@ func (c *UsageCache) Dir(dir string) (u DirUsage, measured bool) {
 	return e.u.Children[child], true
 }
 
+// Made records the tree name, just made empty (a new container's writable
+// layer), as measured now: it reads as what it is, empty, rather than as
+// not measured, until the walker measures it.
+func (c *UsageCache) Made(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.trees[name]; !ok {
+		c.trees[name] = &treeEntry{u: treeUsage{Children: map[string]DirUsage{}}, at: time.Now()}
+	}
+	delete(c.pending, name)
+}
+
 // signal wakes the walker; c.mu is held.
 func (c *UsageCache) signal() {
 	select {

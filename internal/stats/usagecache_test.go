@@ -433,3 +433,20 @@ func BenchmarkImageFsInfo100Walk(b *testing.B) {
 		}
 	}
 }
+
+// A layer crid just made reads as empty, not as unmeasured, and queues no
+// walk of its own (critest lists a new container's fs usage at once).
+func TestUsageCacheMade(t *testing.T) {
+	log, _ := testLog()
+	root := t.TempDir()
+	c := NewUsageCache(root, UsageOptions{}, log)
+	c.Made("c1")
+	for _, dir := range []string{filepath.Join(root, "c1"), filepath.Join(root, "c1", "upper")} {
+		if u, ok := c.Dir(dir); !ok || u != (DirUsage{}) {
+			t.Errorf("%s: %+v measured %v", dir, u, ok)
+		}
+	}
+	if len(c.pending) != 0 {
+		t.Errorf("a made layer was queued: %v", c.pending)
+	}
+}

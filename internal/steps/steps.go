@@ -16,6 +16,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/crid-project/crid/internal/crashpoint"
 )
@@ -125,6 +126,20 @@ func (r Recorder[T]) Run(ctx context.Context, id string, s Step[T]) error {
 		return nil
 	})
 	return err
+}
+
+// RunAll runs the steps of plan in order, stopping at the first failure,
+// and returns how long each took.
+func (r Recorder[T]) RunAll(ctx context.Context, id string, plan []Step[T]) (map[string]time.Duration, error) {
+	took := make(map[string]time.Duration, len(plan))
+	for _, s := range plan {
+		start := time.Now()
+		if err := r.Run(ctx, id, s); err != nil {
+			return took, err
+		}
+		took[s.Name] = time.Since(start)
+	}
+	return took, nil
 }
 
 // Confirm records a step that Run began as done, with what made says: a

@@ -33,6 +33,11 @@ type Table[T any] struct {
 
 	locks ids.Locks
 	names *names.Registry
+
+	// recovering holds the records loaded at start that the reconciler
+	// has yet to repair: they answer reads with their last known state,
+	// and Unavailable to calls that would change them.
+	recovering sync.Map
 }
 
 // Keys tell a Table what it needs to know of a record.
@@ -55,6 +60,7 @@ func NewTable[T any](db *Store, bucket, kind string, keys Keys[T]) (*Table[T], e
 			if n := keys.Name(v); n != "" {
 				t.names.Load(n, keys.ID(v))
 			}
+			t.recovering.Store(keys.ID(v), true)
 		}
 		return err
 	})
@@ -202,6 +208,40 @@ func (t *Table[T]) Changed(id string) <-chan struct{} {
 		t.changed[id] = ch
 	}
 	return ch
+}
+
+// Recovered marks the record with id as repaired since the start.
+func (t *Table[T]) Recovered(id string) { t.recovering.Delete(id) }
+
+// Recovering counts the records not yet repaired since the start.
+func (t *Table[T]) Recovering() int {
+	n := 0
+	t.recovering.Range(func(any, any) bool { n++; return true })
+	return n
+}
+
+// CheckRecovered fails with Unavailable while the record with id has not
+// been repaired since the start.
+func (t *Table[T]) CheckRecovered(id string) error {
+	if _, ok := t.recovering.Load(id); ok {
+		return fmt.Errorf("%s %s is being recovered after a restart of crid; retry: %w", t.kind, id, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// TryLockGet takes the operation lock of the record with id if it is free
+// and returns the record as it is under the lock (a repair skips objects
+// that a request is working on).
+func (t *Table[T]) TryLockGet(id string) (v T, unlock func(), ok bool) {
+	unlock, ok = t.locks.TryLock(id)
+	if !ok {
+		return v, nil, false
+	}
+	if v, ok = t.Get(id); !ok {
+		unlock()
+		return v, nil, false
+	}
+	return v, unlock, true
 }
 
 // Lock takes the operation lock of the object with id: operations on one

@@ -139,3 +139,36 @@ func TestTableChanged(t *testing.T) {
 		t.Fatal("Changed of a missing record must be closed")
 	}
 }
+
+// Records loaded at start answer reads but refuse changes until repaired.
+func TestTableRecovering(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db, tb := openTable(t, path)
+	if err := tb.Insert(thing{ID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tb.CheckRecovered("a"); err != nil || tb.Recovering() != 0 {
+		t.Fatalf("a record made since the start is not recovering: %v", err)
+	}
+	db.Close()
+	db, tb = openTable(t, path)
+	defer db.Close()
+	if err := tb.CheckRecovered("a"); !errdefs.IsUnavailable(err) || tb.Recovering() != 1 {
+		t.Fatalf("loaded record: %v, %d recovering", err, tb.Recovering())
+	}
+	v, unlock, ok := tb.TryLockGet("a")
+	if !ok || v.ID != "a" {
+		t.Fatal("TryLockGet of a free record failed")
+	}
+	if _, _, ok := tb.TryLockGet("a"); ok {
+		t.Fatal("TryLockGet took a held lock")
+	}
+	unlock()
+	if _, _, ok := tb.TryLockGet("missing"); ok {
+		t.Fatal("TryLockGet of a missing record succeeded")
+	}
+	tb.Recovered("a")
+	if err := tb.CheckRecovered("a"); err != nil || tb.Recovering() != 0 {
+		t.Fatalf("after Recovered: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/namespaces"
 )
@@ -55,9 +56,14 @@ func (m *Manager) Repair(ctx context.Context, id string) {
 	defer cancel()
 	var err error
 	switch {
-	case sb.State == StateCreating || sb.Removing:
-		m.log.Info("finishing interrupted create or remove of pod sandbox", "pod", id)
+	case sb.State == StateCreating:
+		m.log.Info("rolling back interrupted create of pod sandbox", "pod", id)
 		err = m.destroy(ctx, id)
+	case sb.Removing:
+		m.log.Info("finishing interrupted remove of pod sandbox", "pod", id)
+		if err = m.destroy(ctx, id); err == nil {
+			m.event(runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT, id)
+		}
 	case sb.State != StateReady:
 		// Stopped: finish a stop a crash interrupted.
 		if sb.Steps.Has(stepInfra) || sb.Steps.Has(stepNetwork) || sb.Steps.Has(stepShm) || sb.Steps.Has(stepNamespaces) {

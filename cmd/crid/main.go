@@ -80,13 +80,26 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown command %q", fs.Arg(0))
 	}
 
-	cfg := config.Default()
-	if *configPath != "" {
-		var err error
-		if cfg, err = config.Load(*configPath); err != nil {
-			return err
+	load := func() (config.Config, error) {
+		cfg := config.Default()
+		if *configPath != "" {
+			var err error
+			if cfg, err = config.Load(*configPath); err != nil {
+				return cfg, err
+			}
 		}
+		applyOverrides(&cfg, overrides)
+		return cfg, cfg.Validate()
 	}
+	cfg, err := load()
+	if err != nil {
+		return err
+	}
+	return serve(cfg, load, stderr)
+}
+
+// applyOverrides applies the flags that were given over the file's values.
+func applyOverrides(cfg *config.Config, overrides map[string]*string) {
 	for name, v := range overrides {
 		if *v == "" {
 			continue
@@ -117,15 +130,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	return serve(cfg, stderr)
 }
 
-func serve(cfg config.Config, logOut io.Writer) error {
+func serve(cfg config.Config, reload func() (config.Config, error), logOut io.Writer) error {
+	hup, stopHUP := notifyHUP()
+	defer stopHUP()
 	level, _ := config.ParseLogLevel(cfg.LogLevel)
-	opts := &slog.HandlerOptions{Level: level}
+	var logLevel slog.LevelVar
+	logLevel.Set(level)
+	opts := &slog.HandlerOptions{Level: &logLevel}
 	var handler slog.Handler = slog.NewTextHandler(logOut, opts)
 	if cfg.LogFormat == "json" {
 		handler = slog.NewJSONHandler(logOut, opts)
@@ -198,6 +211,7 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	// Serve first, reconcile in the background: a hung runc or CNI plugin
 	// holds up only the object it works on, never the socket.
 	go reconcile(ctx, containers, pods, reconcileInterval, log)
+	go reloadOnHUP(ctx, hup, cfg, reload, &logLevel, log)
 
 	d := deps{cfg: cfg, log: log, db: db, images: images, rt: rt, net: net, pods: pods, containers: containers}
 	streaming, err := setupStreaming(ctx, d)

@@ -137,6 +137,8 @@ type Runtime interface {
 	Exits() <-chan string
 	MonitorExits() <-chan string
 	Rescans() <-chan struct{}
+	// Check reports why monitors cannot be started (their binary is gone).
+	Check() error
 }
 
 // Config configures the manager.

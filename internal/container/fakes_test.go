@@ -267,6 +267,7 @@ func (f *fakeRuntime) WatchMonitor(id string) error {
 	return nil
 }
 
+func (f *fakeRuntime) Check() error                { return nil }
 func (f *fakeRuntime) Exits() <-chan string        { return f.exits }
 func (f *fakeRuntime) MonitorExits() <-chan string { return f.monExits }
 func (f *fakeRuntime) Rescans() <-chan struct{}    { return f.rescans }

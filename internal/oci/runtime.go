@@ -113,6 +113,18 @@ func New(cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// Check reports why the runtime cannot start monitors: the monitor binary
+// does not resolve. It is asked on every CRI Status, so a node whose conmon
+// is missing reports its runtime not ready instead of failing every pod.
+func (r *Runtime) Check() error {
+	if c, ok := r.monitor.(*Conmon); ok {
+		if _, err := exec.LookPath(c.Path); err != nil {
+			return fmt.Errorf("container monitor %q: %w", c.Path, err)
+		}
+	}
+	return nil
+}
+
 // Close stops watching the exit directory and the monitors and closes
 // their file descriptors. Containers and their monitors are not affected.
 // Safe to call more than once.

@@ -36,6 +36,8 @@ type containerService interface {
 	ReopenLog(ctx context.Context, id string) error
 	SupportsRRO(handler string) bool
 	Recovering() int
+	RuntimeReady() (ok bool, reason, message string)
+	HandlerNames() []string
 }
 
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {

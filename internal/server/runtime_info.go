@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"sort"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -28,9 +27,10 @@ func (s *Server) Version(ctx context.Context, req *runtimeapi.VersionRequest) (*
 
 func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
 	netReady, reason, message := s.pods.NetworkReady()
+	rtReady, rtReason, rtMessage := s.containers.RuntimeReady()
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
-			{Type: runtimeapi.RuntimeReady, Status: true},
+			{Type: runtimeapi.RuntimeReady, Status: rtReady, Reason: rtReason, Message: rtMessage},
 			{Type: runtimeapi.NetworkReady, Status: netReady, Reason: reason, Message: message},
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
@@ -58,14 +58,17 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
 }
 
-// runtimeHandlers lists the configured handlers, the default one also under
-// the empty name the kubelet uses for pods without a RuntimeClass.
+// runtimeHandlers lists the handlers whose runtime binary resolved, the
+// default one also under the empty name the kubelet uses for pods without
+// a RuntimeClass (if it resolved).
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
-	names := []string{""}
-	for name := range s.cfg.Runtimes {
-		names = append(names, name)
+	names := s.containers.HandlerNames()
+	for _, n := range names {
+		if n == s.cfg.DefaultRuntime {
+			names = append([]string{""}, names...)
+			break
+		}
 	}
-	sort.Strings(names[1:])
 	out := make([]*runtimeapi.RuntimeHandler, 0, len(names))
 	for _, n := range names {
 		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: &runtimeapi.RuntimeHandlerFeatures{

@@ -183,3 +183,35 @@ func TestHungRuntimeAtStart(t *testing.T) {
 	c.mustCrictl("rmp", "-fa")
 	c.assertNothingLeft()
 }
+
+// A node without its OCI runtime or conmon says so in Status, with the
+// reason, and advertises only the handlers it can run.
+func TestRuntimeNotReady(t *testing.T) {
+	hosts := rig(t)
+	for _, tc := range []struct{ name, config, reason string }{
+		{"no runc", "[runtimes.runc]\npath = \"/nonexistent/runc\"\n", "RuntimeHandlerMissing"},
+		{"no conmon", "conmon = \"/nonexistent/conmon\"\n", "MonitorMissing"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := filepath.Join(t.TempDir(), "crid.toml")
+			if err := os.WriteFile(cfg, []byte(tc.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			c := newCrid(t, hosts, "--config", cfg)
+			resp, err := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock)).Status(ctx(t), &runtimeapi.StatusRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, cond := range resp.Status.Conditions {
+				if cond.Type == runtimeapi.RuntimeReady && (cond.Status || cond.Reason != tc.reason || cond.Message == "") {
+					t.Fatalf("RuntimeReady: %v", cond)
+				}
+			}
+			for _, h := range resp.RuntimeHandlers {
+				if tc.reason == "RuntimeHandlerMissing" && (h.Name == "" || h.Name == "runc") {
+					t.Fatalf("handler %q advertised without its runtime", h.Name)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/signal"
+	"reflect"
+	"slices"
+	"syscall"
+
+	"github.com/crid-project/crid/internal/config"
+)
+
+// reloadOnHUP re-reads the configuration on SIGHUP, as daemons managed by
+// systemd are expected to (ExecReload), instead of dying of it. The log
+// level changes at once; every other setting that changed is named in the
+// log as needing a restart, never silently ignored. A file that does not
+// load or validate changes nothing.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running config.Config, reload func() (config.Config, error), level *slog.LevelVar, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		next, err := reload()
+		if err != nil {
+			log.Error("configuration not reloaded", "error", err)
+			continue
+		}
+		if l, err := config.ParseLogLevel(next.LogLevel); err == nil && next.LogLevel != running.LogLevel {
+			level.Set(l)
+			running.LogLevel = next.LogLevel
+		}
+		if changed := changedSettings(running, next); len(changed) > 0 {
+			log.Warn("configuration reloaded: these settings take effect only after a restart of crid", "settings", changed)
+		} else {
+			log.Info("configuration reloaded", "log_level", running.LogLevel)
+		}
+	}
+}
+
+// notifyHUP starts catching SIGHUP, before anything else: its default
+// action would end crid.
+func notifyHUP() (<-chan os.Signal, func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return hup, func() { signal.Stop(hup) }
+}
+
+// changedSettings names the top-level settings (and tables) that differ.
+func changedSettings(a, b config.Config) []string {
+	toMap := func(c config.Config) map[string]any {
+		raw, _ := json.Marshal(c)
+		m := map[string]any{}
+		_ = json.Unmarshal(raw, &m)
+		return m
+	}
+	ma, mb := toMap(a), toMap(b)
+	var out []string
+	for k, v := range mb {
+		if !reflect.DeepEqual(ma[k], v) {
+			out = append(out, k)
+		}
+	}
+	for k := range ma {
+		if _, ok := mb[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

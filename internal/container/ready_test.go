@@ -1,0 +1,54 @@
+package container
+
+import (
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/crid-project/crid/internal/oci"
+)
+
+// Status says the runtime is not ready, and why, when containers could
+// not run; only handlers that resolved are advertised.
+func TestRuntimeReady(t *testing.T) {
+	h := newHarness(t)
+	for _, d := range []string{h.m.cfg.RootDir, h.m.cfg.StateDir} {
+		if err := os.MkdirAll(d, 0o711); err != nil { // as crid's start does
+			t.Fatal(err)
+		}
+	}
+	if ok, reason, msg := h.m.RuntimeReady(); !ok {
+		t.Fatalf("not ready on a usable node: %s: %s", reason, msg)
+	}
+	if got := h.m.HandlerNames(); !slices.Equal(got, []string{"runc"}) {
+		t.Fatalf("handlers %v", got)
+	}
+	base := h.m.cfg
+	for _, tc := range []struct {
+		name   string
+		change func(c *Config)
+		reason string
+	}{
+		{"no default handler", func(c *Config) { c.DefaultHandler = "crun" }, "RuntimeHandlerMissing"},
+		{"runtime binary gone", func(c *Config) {
+			c.Handlers = maps.Clone(c.Handlers)
+			c.Handlers["runc"] = oci.Handler{Name: "runc", Path: filepath.Join(h.dir, "no-runc")}
+		}, "RuntimeBinaryMissing"},
+		{"state dir gone", func(c *Config) { c.StateDir = filepath.Join(h.dir, "no-state") }, "StateDirUnusable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := base
+			tc.change(&cfg)
+			h.m.cfg = cfg
+			defer func() { h.m.cfg = base }()
+			if ok, reason, msg := h.m.RuntimeReady(); ok || reason != tc.reason || msg == "" {
+				t.Fatalf("ready %v reason %q message %q, want reason %q", ok, reason, msg, tc.reason)
+			}
+		})
+	}
+	if _, err := os.Stat(base.StateDir); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/crid-project/crid/internal/config"
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/image"
@@ -230,6 +232,8 @@ func serve(cfg config.Config, reload func() (config.Config, error), logOut io.Wr
 		svc.Stats = obs.stats // a nil *stats.Service must not become a non-nil interface
 	}
 	srv := server.New(cfg, svc, version, log)
+	srv.OnListening = func() { notifySystemd(log, daemon.SdNotifyReady) }
+	defer notifySystemd(log, daemon.SdNotifyStopping)
 	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State)
 	if err := srv.Serve(ctx, 10*time.Second); err != nil {
 		return err

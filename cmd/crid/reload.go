@@ -10,6 +10,8 @@ import (
 	"slices"
 	"syscall"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+
 	"github.com/crid-project/crid/internal/config"
 )
 
@@ -25,7 +27,9 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running config.Confi
 			return
 		case <-hup:
 		}
+		notifySystemd(log, daemon.SdNotifyReloading)
 		next, err := reload()
+		notifySystemd(log, daemon.SdNotifyReady)
 		if err != nil {
 			log.Error("configuration not reloaded", "error", err)
 			continue
@@ -48,6 +52,14 @@ func notifyHUP() (<-chan os.Signal, func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	return hup, func() { signal.Stop(hup) }
+}
+
+// notifySystemd sends state to systemd's notify socket, when crid runs
+// as a Type=notify unit (NOTIFY_SOCKET set); elsewhere it does nothing.
+func notifySystemd(log *slog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Warn("tell systemd", "state", state, "error", err)
+	}
 }
 
 // changedSettings names the top-level settings (and tables) that differ.

@@ -240,8 +240,16 @@ func TestExecSync(t *testing.T) {
 	if got := strings.Fields(string(procs)); len(got) != 1 || got[0] != strconv.Itoa(initPID) {
 		t.Errorf("processes in container after timeout: %v, want only init %d", got, initPID)
 	}
-	if out, _ := exec.Command("pgrep", "-f", "^sleep 100$").Output(); len(out) > 0 {
-		t.Errorf("sleep 100 still exists: %s", out)
+	// Nor may it live on outside the container: an orphaned sleep 100
+	// would outlast this bound. A killed one may take a moment to go.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		out, _ := exec.Command("pgrep", "-f", "^sleep 100$").Output()
+		if len(out) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep 100 still exists: %s", out)
+		}
 	}
 }
 

@@ -40,6 +40,10 @@ type Server struct {
 	version    string
 
 	grpcs []*grpc.Server
+
+	// OnListening, if set, is called once every socket listens (crid
+	// tells systemd it is ready).
+	OnListening func()
 }
 
 // Services are the packages the handlers delegate to.
@@ -110,6 +114,11 @@ func (s *Server) Serve(ctx context.Context, grace time.Duration) error {
 		s.grpcs = append(s.grpcs, g)
 		s.log.Info("serving CRI", "address", lis.Addr().String(), "runtime", ep.runtime, "image", ep.imgs)
 		go func() { errc <- g.Serve(lis) }()
+	}
+	if s.OnListening != nil {
+		// Connections queue on the sockets from here on: callers may be
+		// told that crid serves.
+		s.OnListening()
 	}
 	select {
 	case <-ctx.Done():

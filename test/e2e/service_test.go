@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -35,4 +37,50 @@ func TestSIGHUPReloads(t *testing.T) {
 	}
 	c.mustCrictl("rmp", "-fa")
 	c.assertNothingLeft()
+}
+
+// Under systemd (Type=notify), crid says READY=1 on the notify socket once
+// its CRI socket listens, and STOPPING=1 when it stops.
+func TestSystemdNotify(t *testing.T) {
+	dir := t.TempDir()
+	notify := filepath.Join(dir, "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notify, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	got := make(chan string, 8)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	recv := func(want string) {
+		t.Helper()
+		select {
+		case msg, ok := <-got:
+			if !ok || msg != want {
+				t.Fatalf("notify socket got %q (open %v), want %q", msg, ok, want)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("no %q on the notify socket", want)
+		}
+	}
+	hosts := rig(t)
+	c := newCrid(t, hosts)
+	c.p.signal(syscall.SIGTERM)
+	os.Remove(c.sock)
+	c.p = startEnv(t, []string{"NOTIFY_SOCKET=" + notify}, bin.crid, c.args()...)
+	recv("READY=1")
+	if _, err := os.Stat(c.sock); err != nil {
+		t.Fatalf("READY before the CRI socket exists: %v", err)
+	}
+	c.p.signal(syscall.SIGTERM)
+	recv("STOPPING=1")
 }

@@ -66,9 +66,11 @@ type Container struct {
 
 	LogPath    string `json:"logPath,omitempty"`
 	StopSignal int    `json:"stopSignal"`
-	Infra      bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls
-	User       []byte `json:"user,omitempty"`      // runtimeapi.ContainerUser, protobuf
-	Resources  []byte `json:"resources,omitempty"` // runtimeapi.LinuxContainerResources, protobuf
+	// MonitorCgroup is the cgroupfs path of conmon's own cgroup, if any.
+	MonitorCgroup string `json:"monitorCgroup,omitempty"`
+	Infra         bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls
+	User          []byte `json:"user,omitempty"`      // runtimeapi.ContainerUser, protobuf
+	Resources     []byte `json:"resources,omitempty"` // runtimeapi.LinuxContainerResources, protobuf
 
 	// Steps are the side effects made for the container (see steps.go).
 	Steps steps.Log `json:"steps,omitempty"`

@@ -182,7 +182,10 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	var specStart, specDone, created time.Time
 	plan = append(plan, steps.Step[Container]{
 		Name: stepRuntime,
-		Make: func(ctx context.Context, _ Container) error {
+		// conmon's own cgroup is recorded with the intent: the undo
+		// removes it once conmon is gone.
+		Intent: func(v *Container) { v.MonitorCgroup = m.conmonCgroup(sb, id) },
+		Make: func(ctx context.Context, rec Container) error {
 			specStart = time.Now()
 			s, u, err := spec.Build(spec.Input{
 				ID:                 id,
@@ -214,15 +217,12 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			m.processes.Store(id, s.Process)
 			specDone = time.Now()
 			pid, err := m.rt.Create(ctx, oci.CreateOptions{
-				ID:       id,
-				Handler:  h,
-				Bundle:   m.bundleDir(id),
-				LogPath:  c.LogPath,
-				Terminal: cfg.GetTty(),
-				// conmon lives in the pod's cgroup (CRI-O's conmon_cgroup="pod"): its
-				// memory counts against the pod, and a restart of crid's own service
-				// unit never takes the monitors with it.
-				CgroupParent: m.conmonCgroup(sb),
+				ID:           id,
+				Handler:      h,
+				Bundle:       m.bundleDir(id),
+				LogPath:      c.LogPath,
+				Terminal:     cfg.GetTty(),
+				CgroupParent: rec.MonitorCgroup,
 				Stdin:        cfg.GetStdin(),
 				StdinOnce:    cfg.GetStdinOnce(),
 			})
@@ -288,14 +288,19 @@ func (m *Manager) namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerC
 	return p, nil, nil
 }
 
-// conmonCgroup is the cgroupfs path conmon joins: the pod's parent. With the
-// systemd driver the parent is a slice name, not a path, and conmon stays
-// where crid started it.
-func (m *Manager) conmonCgroup(sb *sandbox.Sandbox) string {
-	if m.cfg.CgroupDriver == "systemd" {
+// conmonCgroup is the cgroupfs path conmon joins: its own cgroup beside the
+// container's, below the pod's (CRI-O's conmon_cgroup="pod" does the
+// same). Its memory counts against the pod, a restart of crid's service
+// never takes the monitors with it, and the pod's cgroup holds no process
+// itself, which cgroup v2 requires of a cgroup that delegates controllers
+// to the container's. A pod without a cgroup parent leaves conmon where
+// crid started it, as does the systemd driver (its parent is a slice name,
+// not a path).
+func (m *Manager) conmonCgroup(sb *sandbox.Sandbox, id string) string {
+	if m.cfg.CgroupDriver == "systemd" || sb.CgroupParent == "" {
 		return ""
 	}
-	return sb.CgroupParent
+	return filepath.Join(sb.CgroupParent, "crid-conmon-"+id)
 }
 
 // cgroupsPath places the container under its pod's cgroup parent.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/crid-project/crid/internal/namespaces"
+	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/steps"
 )
 
@@ -35,6 +36,12 @@ func (m *Manager) undoers() steps.Undoers[Container] {
 			}
 			if err := m.rt.Delete(ctx, c.ID, h); err != nil {
 				return fmt.Errorf("delete container %s from the runtime: %w", c.ID, err)
+			}
+			// The monitor is gone with the delete: its cgroup is empty.
+			if c.MonitorCgroup != "" {
+				if err := oci.RemoveCgroup(c.MonitorCgroup); err != nil {
+					return fmt.Errorf("remove the monitor cgroup of container %s: %w", c.ID, err)
+				}
 			}
 			return nil
 		}},

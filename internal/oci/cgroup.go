@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -27,6 +28,26 @@ func joinCgroup(pid int, parent string) error {
 		}
 	}
 	return nil
+}
+
+// RemoveCgroup removes the cgroupfs path in every mounted hierarchy; one
+// that does not exist is not an error, one that still holds a process is.
+func RemoveCgroup(path string) error {
+	mounts, err := cgroupMounts()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, m := range mounts {
+		dir := filepath.Join(m.point, filepath.Clean("/"+path))
+		if dir == m.point {
+			continue
+		}
+		if err := os.Remove(dir); err != nil && !os.IsNotExist(err) {
+			errs = append(errs, fmt.Errorf("remove cgroup %s: %w", dir, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type cgroupMount struct {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +106,12 @@ func TestPodLifecycle(t *testing.T) {
 	logFile, _ := os.ReadFile(filepath.Join(c.dir, "logs", "life", "life.log"))
 	if !strings.Contains(string(logFile), " stdout F hello\n") || !strings.Contains(string(logFile), " stderr F oops\n") {
 		t.Fatalf("CRI log file:\n%s", logFile)
+	}
+	// conmon has a cgroup of its own beside the container's, below the
+	// pod's: the pod's cgroup holds no process (cgroup v2 requires it).
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.conmonPID(ctrID)))
+	if !strings.Contains(string(cg), cgroupParent+"/life/crid-conmon-"+ctrID+"\n") {
+		t.Fatalf("conmon's cgroups:\n%s", cg)
 	}
 	if out := c.mustCrictl("exec", "-s", ctrID, "hostname"); strings.TrimSpace(out) != "life" {
 		t.Fatalf("hostname in the pod: %q", out)

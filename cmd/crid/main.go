@@ -63,14 +63,21 @@ func run(args []string, stdout, stderr io.Writer) error {
 		overrides[f.name] = fs.String(f.name, "", f.usage)
 	}
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: crid [flags]\n       crid config    print the default configuration\n       crid version   print the version")
+		fmt.Fprintln(stderr, "usage: crid [flags]\n       crid check     print what this node has and lacks for pods (exit 1 if pods cannot run)\n       crid config    print the default configuration\n       crid version   print the version")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	check := false
 	switch fs.Arg(0) {
 	case "":
+	case "check":
+		// Flags may follow the command too: `crid check --config FILE`.
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return err
+		}
+		check = true
 	case "config":
 		_, err := stdout.Write(config.DefaultTOML())
 		return err
@@ -96,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	cfg, err := load()
 	if err != nil {
 		return err
+	}
+	if check {
+		return checkNode(cfg, stdout)
 	}
 	return serve(cfg, load, stderr)
 }

@@ -3,7 +3,9 @@ package e2e
 import (
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -83,4 +85,23 @@ func TestSystemdNotify(t *testing.T) {
 	}
 	c.p.signal(syscall.SIGTERM)
 	recv("STOPPING=1")
+}
+
+// `crid check` tells what the node has and lacks, and fails when no pod
+// could run, with the flags and config crid would serve with.
+func TestCheckCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(good, []byte("[runtimes.runc]\npath = \"runc\"\n"), 0o644)
+	os.WriteFile(bad, []byte("conmon = \"/nonexistent/conmon\"\n"), 0o644)
+	args := []string{"--root", filepath.Join(dir, "root"), "--state", filepath.Join(dir, "state")}
+	out, err := exec.Command(bin.crid, append([]string{"check", "--config", good}, args...)...).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok       runtime handler runc") || !strings.Contains(string(out), "ok       conmon") {
+		t.Fatalf("crid check on this node: %v\n%s", err, out)
+	}
+	out, err = exec.Command(bin.crid, append([]string{"check", "--config", bad}, args...)...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "MISSING  conmon") {
+		t.Fatalf("crid check without conmon: %v\n%s", err, out)
+	}
 }

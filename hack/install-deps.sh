@@ -2,7 +2,8 @@
 # Installs what crid and its tests need on Debian, as root: the OCI runtime,
 # monitor and CNI packages, busybox for the test images, and crictl and
 # critest (sigs.k8s.io/cri-tools) and the kubelet (test/kubelet, for the
-# kubelet end-to-end test) built from the Go module proxy.
+# kubelet end-to-end test) built from the Go module proxy. With --runtime,
+# only the packages and crictl.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,9 @@ if ! "$BIN/crictl" --version 2>/dev/null | grep -q "$CRI_TOOLS_VERSION"; then
 	GOBIN="$BIN" go install -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
 fi
+# --runtime: only what running crid needs (the set-up command); the test
+# tools below take minutes to build and only the tests need them.
+[ "${1:-}" = "--runtime" ] && exit 0
 if [ ! -x "$BIN/critest" ] || [ "$(cat "$BIN/critest.version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ]; then
 	echo "install-deps: building critest $CRI_TOOLS_VERSION"
 	src=$(go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')

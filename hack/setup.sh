@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" GOFLAGS=-buildvcs=false
 
-bash hack/install-deps.sh
+bash hack/install-deps.sh --runtime
 go build -o /usr/local/bin/crid ./cmd/crid
 go build -o _output/bin/rig ./test/rig/cmd/rig
 install -m 0755 _output/bin/crictl /usr/local/bin/crictl

@@ -233,16 +233,11 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			return nil
 		},
 	})
-	took, err := m.steps.RunAll(ctx, id, plan)
-	if err != nil {
-		return err
-	}
-	rec, err := m.recs.Update(id, func(v *Container) error {
+	rec, took, err := m.steps.RunAll(ctx, id, plan, func(v *Container) {
 		v.Pid, v.State = c.Pid, StateCreated
 		if user != nil {
 			v.User, _ = proto.Marshal(user)
 		}
-		return nil
 	})
 	if err != nil {
 		return err

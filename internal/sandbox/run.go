@@ -200,14 +200,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			},
 		})
 	}
-	took, err := m.steps.RunAll(ctx, id, plan)
-	if err != nil {
-		return err
-	}
-	sb, err := m.recs.Update(id, func(sb *Sandbox) error {
-		sb.State = StateReady
-		return nil
-	})
+	sb, took, err := m.steps.RunAll(ctx, id, plan, func(sb *Sandbox) { sb.State = StateReady })
 	if err != nil {
 		return err
 	}

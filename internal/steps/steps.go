@@ -98,7 +98,52 @@ type Step[T any] struct {
 // Run records s as begun, makes it, and records it as done. If Make fails
 // the intent stays recorded: the caller's undo cleans up.
 func (r Recorder[T]) Run(ctx context.Context, id string, s Step[T]) error {
+	done, err := r.begin(ctx, id, s, nil)
+	if err != nil {
+		return err
+	}
+	_, err = r.Table.Update(id, func(v *T) error { done(v); return nil })
+	return err
+}
+
+// RunAll runs the steps of plan in order, stopping at the first failure,
+// then records finish, and returns the record and how long each step
+// took. Each step's end is written together with the next step's intent,
+// and the last one's with finish: one write per step instead of two, with
+// the record at every crash point just as Run would leave it.
+func (r Recorder[T]) RunAll(ctx context.Context, id string, plan []Step[T], finish func(*T)) (T, map[string]time.Duration, error) {
+	took := make(map[string]time.Duration, len(plan))
+	var prev func(*T)
+	for _, s := range plan {
+		start := time.Now()
+		done, err := r.begin(ctx, id, s, prev)
+		if err != nil {
+			var zero T
+			return zero, took, err
+		}
+		took[s.Name] = time.Since(start)
+		prev = done
+	}
 	rec, err := r.Table.Update(id, func(v *T) error {
+		if prev != nil {
+			prev(v)
+		}
+		if finish != nil {
+			finish(v)
+		}
+		return nil
+	})
+	return rec, took, err
+}
+
+// begin records s as begun, with prev (the end of the step before) in the
+// same write, and makes it. It returns the record of s's end, for the
+// caller to write.
+func (r Recorder[T]) begin(ctx context.Context, id string, s Step[T], prev func(*T)) (done func(*T), err error) {
+	rec, err := r.Table.Update(id, func(v *T) error {
+		if prev != nil {
+			prev(v)
+		}
 		l := r.Log(v)
 		if l.Has(s.Name) {
 			return fmt.Errorf("step %s of %s %s was already begun", s.Name, r.Op, id)
@@ -110,36 +155,20 @@ func (r Recorder[T]) Run(ctx context.Context, id string, s Step[T]) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	crashpoint.Hit(r.Op + "/" + s.Name)
 	if err := s.Make(ctx, rec); err != nil {
-		return err
+		return nil, err
 	}
 	crashpoint.Hit(r.Op + "/" + s.Name + "/made")
-	_, err = r.Table.Update(id, func(v *T) error {
+	return func(v *T) {
 		l := r.Log(v)
 		*l = l.done(s.Name)
 		if s.Made != nil {
 			s.Made(v)
 		}
-		return nil
-	})
-	return err
-}
-
-// RunAll runs the steps of plan in order, stopping at the first failure,
-// and returns how long each took.
-func (r Recorder[T]) RunAll(ctx context.Context, id string, plan []Step[T]) (map[string]time.Duration, error) {
-	took := make(map[string]time.Duration, len(plan))
-	for _, s := range plan {
-		start := time.Now()
-		if err := r.Run(ctx, id, s); err != nil {
-			return took, err
-		}
-		took[s.Name] = time.Since(start)
-	}
-	return took, nil
+	}, nil
 }
 
 // Confirm records a step that Run began as done, with what made says: a

@@ -17,6 +17,7 @@ type rec struct {
 type table struct {
 	recs     map[string]rec
 	failNext bool
+	writes   int
 }
 
 func (t *table) Update(id string, fn func(*rec) error) (rec, error) {
@@ -24,6 +25,7 @@ func (t *table) Update(id string, fn func(*rec) error) (rec, error) {
 		t.failNext = false
 		return rec{}, errors.New("disk full")
 	}
+	t.writes++
 	v, ok := t.recs[id]
 	if !ok {
 		return rec{}, fmt.Errorf("%s: not found", id)
@@ -139,5 +141,38 @@ func TestLogCopyOnWrite(t *testing.T) {
 	d := x.done("a")
 	if x[0].Done || !d[0].Done {
 		t.Fatal("done changed its input")
+	}
+}
+
+// RunAll writes once per step plus once to finish, and a step that fails
+// leaves every step before it recorded done and itself owed.
+func TestRunAll(t *testing.T) {
+	tb := &table{recs: map[string]rec{"a": {}}}
+	r := recorder(tb)
+	ok := func(context.Context, rec) error { return nil }
+	plan := []Step[rec]{
+		{Name: "one", Make: ok, Made: func(v *rec) { v.Data += "1" }},
+		{Name: "two", Make: func(_ context.Context, v rec) error {
+			if !v.Log.Done("one") || v.Data != "1" {
+				t.Errorf("step one not recorded done before two is made: %+v", v)
+			}
+			return nil
+		}, Made: func(v *rec) { v.Data += "2" }},
+	}
+	got, took, err := r.RunAll(context.Background(), "a", plan, func(v *rec) { v.Data += "!" })
+	if err != nil || got.Data != "12!" || !got.Log.Done("two") || len(took) != 2 {
+		t.Fatalf("RunAll: %+v %v %v", got, took, err)
+	}
+	if tb.writes != 3 {
+		t.Fatalf("%d writes for two steps, want 3", tb.writes)
+	}
+	tb.recs["b"] = rec{}
+	boom := errors.New("boom")
+	plan[1].Make = func(context.Context, rec) error { return boom }
+	if _, _, err := r.RunAll(context.Background(), "b", plan, nil); !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+	if v := tb.recs["b"]; !v.Log.Done("one") || !reflect.DeepEqual(v.Log.Pending(), []string{"two"}) {
+		t.Fatalf("after a failed second step: %+v", v.Log)
 	}
 }

@@ -54,7 +54,7 @@ func (r *Runtime) ExitStatus(id string) (Exit, bool) {
 // can also be missed while running (an inotify queue overflow): Rescans
 // says when.
 func (r *Runtime) Exits() <-chan string {
-	return r.exits.out
+	return r.exits.queue.out
 }
 
 // Rescans receives a value when exits or monitor ends may have been missed:
@@ -77,9 +77,9 @@ func (r *Runtime) requestRescan() {
 
 // exitWatcher turns fsnotify events on the exit dir into container IDs.
 type exitWatcher struct {
-	w    *fsnotify.Watcher // nil in tests that feed events themselves
-	out  chan string
-	done chan struct{}
+	w     *fsnotify.Watcher // nil in tests that feed events themselves
+	queue *idQueue          // never blocks the watcher on a slow reader
+	done  chan struct{}
 }
 
 func newExitWatcher(dir string, isContainer func(string) bool, rescan func(), log *slog.Logger) (*exitWatcher, error) {
@@ -99,20 +99,14 @@ func newExitWatcher(dir string, isContainer func(string) bool, rescan func(), lo
 // startExitWatcher serves events and errs until either is closed; tests
 // inject their own.
 func startExitWatcher(events <-chan fsnotify.Event, errs <-chan error, isContainer func(string) bool, rescan func(), log *slog.Logger) *exitWatcher {
-	ew := &exitWatcher{out: make(chan string, 64), done: make(chan struct{})}
+	ew := &exitWatcher{queue: newIDQueue(), done: make(chan struct{})}
 	go ew.run(events, errs, isContainer, rescan, log)
 	return ew
 }
 
 func (ew *exitWatcher) run(events <-chan fsnotify.Event, errs <-chan error, isContainer func(string) bool, rescan func(), log *slog.Logger) {
 	defer close(ew.done)
-	var queue []string
 	for {
-		var out chan string
-		var next string
-		if len(queue) > 0 {
-			out, next = ew.out, queue[0]
-		}
 		select {
 		case ev, ok := <-events:
 			if !ok {
@@ -129,7 +123,7 @@ func (ew *exitWatcher) run(events <-chan fsnotify.Event, errs <-chan error, isCo
 				continue
 			}
 			log.Debug("container exited", "container", id)
-			queue = append(queue, id)
+			ew.queue.push(id)
 		case err, ok := <-errs:
 			if !ok {
 				return
@@ -137,9 +131,6 @@ func (ew *exitWatcher) run(events <-chan fsnotify.Event, errs <-chan error, isCo
 			// An overflow loses events: have the caller re-check.
 			log.Error("exit dir watcher, asking for a rescan", "err", err)
 			rescan()
-		case out <- next:
-			queue[0] = ""
-			queue = queue[1:]
 		}
 	}
 }
@@ -150,6 +141,7 @@ func (ew *exitWatcher) close() error {
 		err = ew.w.Close()
 	}
 	<-ew.done
+	ew.queue.close()
 	if errors.Is(err, fsnotify.ErrClosed) {
 		return nil
 	}

@@ -36,7 +36,7 @@ func TestRescanOnWatcherError(t *testing.T) {
 	}
 	events <- fsnotify.Event{Name: "/exits/c1", Op: fsnotify.Create}
 	select {
-	case id := <-ew.out:
+	case id := <-ew.queue.out:
 		if id != "c1" {
 			t.Errorf("exit = %q, want c1", id)
 		}

@@ -229,8 +229,9 @@ func TestCloseStopsWatchers(t *testing.T) {
 	if err := r.WatchMonitor("a"); err != nil {
 		t.Fatal(err)
 	}
-	if got := countGoroutines(); got != before+3 {
-		t.Errorf("%d watcher goroutines running, want %d", got, before+3)
+	// Each watcher runs with its queue's goroutine.
+	if got := countGoroutines(); got != before+4 {
+		t.Errorf("%d watcher goroutines running, want %d", got, before+4)
 	}
 	r.monitors.mu.Lock()
 	fd := r.monitors.byID["a"].fd

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/crid-project/crid/internal/config"
 	"github.com/crid-project/crid/internal/network"
@@ -17,7 +18,7 @@ func checkNode(cfg config.Config, out io.Writer) error {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	var ready node.Network
 	// The cache dir is never written: Ready only reads the config dir.
-	if net, err := network.New(network.Config{ConfDir: cfg.Network.ConfDir, BinDirs: cfg.Network.BinDirs, CacheDir: cfg.Root + "/cni"}, quiet); err == nil {
+	if net, err := network.New(network.Config{ConfDir: cfg.Network.ConfDir, BinDirs: cfg.Network.BinDirs, CacheDir: filepath.Join(cfg.Root, "cni")}, quiet); err == nil {
 		defer net.Close()
 		ready = net.Ready
 	}

@@ -107,10 +107,3 @@ func (l *Locks) TryLock(id string) (unlock func(), ok bool) {
 	}
 	return sync.OnceFunc(func() { e.rw.Unlock(); l.unref(id, e) }), true
 }
-
-// held reports how many lock entries exist (for tests).
-func (l *Locks) held() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.m)
-}

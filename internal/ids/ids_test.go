@@ -103,3 +103,10 @@ func TestLocksNoReleaseRace(t *testing.T) {
 		t.Fatalf("%d lock entries left", n)
 	}
 }
+
+// held reports how many lock entries exist.
+func (l *Locks) held() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.m)
+}

@@ -192,10 +192,12 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			},
 			Made: func(sb *Sandbox) {
 				sb.InfraPID = infraPID
-				if sb.Namespaces == nil {
-					sb.Namespaces = namespaces.Pinned{}
+				// A copy: other copies of the record share the map.
+				ns := maps.Clone(sb.Namespaces)
+				if ns == nil {
+					ns = namespaces.Pinned{}
 				}
-				sb.Namespaces = maps.Clone(sb.Namespaces)
+				sb.Namespaces = ns
 				sb.Namespaces[namespaces.PID] = filepath.Join(sb.nsDir(), string(namespaces.PID))
 			},
 		})

@@ -9,6 +9,7 @@ require (
 	github.com/google/go-containerregistry v0.22.1
 	github.com/klauspost/compress v1.20.4
 	github.com/moby/go-archive v0.3.3
+	github.com/moby/profiles/apparmor v0.1.0
 	github.com/opencontainers/go-digest v1.0.0
 	github.com/opencontainers/cgroups v0.1.0
 	github.com/opencontainers/image-spec v1.1.1

@@ -11,6 +11,7 @@
 #
 #   test/critest.sh                       # the groups crid implements
 #   CRITEST_FOCUS='Image Manager' test/critest.sh
+#   CRID_CGROUP_DRIVER=systemd test/critest.sh   # default: crid's choice
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="$PWD/_output/bin"
@@ -84,7 +85,8 @@ JSON
 
 sock="$work/crid.sock"
 nsenter --net="/run/netns/$ns" "$BIN/crid" --root "$work/root" --state "$work/state" --listen "unix://$sock" \
-	--registry-config-dir "$work/hosts" --cni-conf-dir "$work/net.d" >"$work/crid.log" 2>&1 &
+	--registry-config-dir "$work/hosts" --cni-conf-dir "$work/net.d" \
+	${CRID_CGROUP_DRIVER:+--cgroup-driver "$CRID_CGROUP_DRIVER"} >"$work/crid.log" 2>&1 &
 pids+=($!)
 wait_for "$sock" crid "${pids[-1]}"
 

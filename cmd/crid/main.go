@@ -22,6 +22,8 @@ import (
 
 	"github.com/coreos/go-systemd/v22/daemon"
 
+	"github.com/crid-project/crid/internal/apparmor"
+	"github.com/crid-project/crid/internal/cgroup"
 	"github.com/crid-project/crid/internal/config"
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/image"
@@ -58,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		{"log-format", "text or json"},
 		{"cni-conf-dir", "CNI network configuration dir (default " + config.Default().Network.ConfDir + ")"},
 		{"cni-bin-dir", "CNI plugin dirs, colon-separated (default " + strings.Join(config.Default().Network.BinDirs, ":") + ")"},
+		{"cgroup-driver", "cgroupfs or systemd (default: systemd when systemd booted the host)"},
 		{"metrics-address", "Prometheus metrics host:port, \"none\" to disable (default " + config.Default().Metrics.Address + ")"},
 	} {
 		overrides[f.name] = fs.String(f.name, "", f.usage)
@@ -89,6 +92,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown command %q", fs.Arg(0))
 	}
 
+	// driverSource says whether the cgroup driver was set or detected.
+	driverSource := "configured"
 	load := func() (config.Config, error) {
 		cfg := config.Default()
 		if *configPath != "" {
@@ -98,6 +103,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		applyOverrides(&cfg, overrides)
+		if cfg.CgroupDriver == "" {
+			cfg.CgroupDriver, driverSource = string(cgroup.Detect()), "detected"
+		}
 		return cfg, cfg.Validate()
 	}
 	cfg, err := load()
@@ -107,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if check {
 		return checkNode(cfg, stdout)
 	}
-	return serve(cfg, load, stderr)
+	return serve(cfg, driverSource, load, stderr)
 }
 
 // applyOverrides applies the flags that were given over the file's values.
@@ -135,6 +143,8 @@ func applyOverrides(cfg *config.Config, overrides map[string]*string) {
 			cfg.Network.ConfDir = *v
 		case "cni-bin-dir":
 			cfg.Network.BinDirs = strings.Split(*v, ":")
+		case "cgroup-driver":
+			cfg.CgroupDriver = *v
 		case "metrics-address":
 			cfg.Metrics.Address = *v
 			if *v == "none" {
@@ -144,7 +154,7 @@ func applyOverrides(cfg *config.Config, overrides map[string]*string) {
 	}
 }
 
-func serve(cfg config.Config, reload func() (config.Config, error), logOut io.Writer) error {
+func serve(cfg config.Config, driverSource string, reload func() (config.Config, error), logOut io.Writer) error {
 	hup, stopHUP := notifyHUP()
 	defer stopHUP()
 	level, _ := config.ParseLogLevel(cfg.LogLevel)
@@ -172,6 +182,13 @@ func serve(cfg config.Config, reload func() (config.Config, error), logOut io.Wr
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	if apparmor.Enabled() {
+		// Before any container: RuntimeDefault names this profile.
+		if err := apparmor.EnsureDefault(ctx); err != nil {
+			return fmt.Errorf("AppArmor is enabled but crid's default profile does not load: %w", err)
+		}
+		log.Info("AppArmor enabled", "default_profile", apparmor.DefaultProfile)
+	}
 	images, err := image.New(cfg.Root, db, cfg.Image, log.With("component", "image"))
 	if err != nil {
 		return err
@@ -199,14 +216,14 @@ func serve(cfg config.Config, reload func() (config.Config, error), logOut io.Wr
 	for name := range handlers {
 		known[name] = true
 	}
-	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, Handlers: known}, db, net, log.With("component", "sandbox"))
+	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, Handlers: known, SELinuxEnabled: selinuxEnabled()}, db, net, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}
 	containers, err := container.New(container.Config{
 		RootDir:        cfg.Root,
 		StateDir:       cfg.State,
-		CgroupDriver:   cfg.CgroupDriver,
+		CgroupDriver:   cgroup.Driver(cfg.CgroupDriver),
 		Handlers:       handlers,
 		DefaultHandler: cfg.DefaultRuntime,
 		SandboxImage:   cfg.Image.SandboxImage,
@@ -244,12 +261,19 @@ func serve(cfg config.Config, reload func() (config.Config, error), logOut io.Wr
 	srv := server.New(cfg, svc, version, log)
 	srv.OnListening = func() { notifySystemd(log, daemon.SdNotifyReady) }
 	defer notifySystemd(log, daemon.SdNotifyStopping)
-	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State)
+	log.Info("crid starting", "version", version, "root", cfg.Root, "state", cfg.State,
+		"cgroup_driver", cfg.CgroupDriver, "cgroup_driver_source", driverSource)
 	if err := srv.Serve(ctx, 10*time.Second); err != nil {
 		return err
 	}
 	log.Info("crid stopped")
 	return nil
+}
+
+// selinuxEnabled reports whether the host has SELinux (selinuxfs mounted).
+func selinuxEnabled() bool {
+	_, err := os.Stat("/sys/fs/selinux/enforce")
+	return err == nil
 }
 
 // runtimeHandlers resolves the configured OCI runtimes; one whose binary is

@@ -38,7 +38,8 @@ type Config struct {
 	LogFormat string `toml:"log_format" json:"log_format"`
 
 	// CgroupDriver is "cgroupfs" or "systemd"; reported to the kubelet by
-	// RuntimeConfig.
+	// RuntimeConfig. Empty picks the one the host runs: systemd when
+	// systemd booted it.
 	CgroupDriver string `toml:"cgroup_driver" json:"cgroup_driver"`
 
 	Image ImageConfig `toml:"image" json:"image"`
@@ -127,12 +128,11 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // Default returns the built-in configuration.
 func Default() Config {
 	return Config{
-		Listen:       "unix:///run/crid/crid.sock",
-		Root:         "/var/lib/crid",
-		State:        "/run/crid",
-		LogLevel:     "info",
-		LogFormat:    "text",
-		CgroupDriver: "cgroupfs",
+		Listen:    "unix:///run/crid/crid.sock",
+		Root:      "/var/lib/crid",
+		State:     "/run/crid",
+		LogLevel:  "info",
+		LogFormat: "text",
 		Image: ImageConfig{
 			RegistryConfigDir:      "/etc/crid/certs.d",
 			PullProgressTimeout:    Duration(time.Minute),
@@ -213,7 +213,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	switch c.CgroupDriver {
-	case "cgroupfs", "systemd":
+	case "", "cgroupfs", "systemd":
 	default:
 		errs = append(errs, fmt.Errorf("cgroup_driver: %q is neither cgroupfs nor systemd", c.CgroupDriver))
 	}

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/cgroup"
 	"github.com/crid-project/crid/internal/events"
 	"github.com/crid-project/crid/internal/image"
 	"github.com/crid-project/crid/internal/oci"
@@ -146,7 +147,7 @@ type Runtime interface {
 // Config configures the manager.
 type Config struct {
 	RootDir, StateDir string
-	CgroupDriver      string // cgroupfs or systemd
+	CgroupDriver      cgroup.Driver
 	Handlers          map[string]oci.Handler
 	DefaultHandler    string
 	SandboxImage      string // pause image for pods sharing a PID namespace
@@ -155,6 +156,7 @@ type Config struct {
 // Manager creates and tracks containers.
 type Manager struct {
 	cfg       Config
+	cgroups   cgroup.Layout
 	rt        Runtime
 	images    Images
 	sandboxes Sandboxes
@@ -190,7 +192,7 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 		return nil, err
 	}
 	m := &Manager{
-		cfg: cfg, rt: rt, images: images, sandboxes: sandboxes,
+		cfg: cfg, cgroups: cgroup.Layout{Driver: cfg.CgroupDriver}, rt: rt, images: images, sandboxes: sandboxes,
 		log: log, host: host, recs: recs,
 	}
 	m.steps = steps.Recorder[Container]{Table: recs, Log: func(c *Container) *steps.Log { return &c.Steps }, Op: "container"}
@@ -271,10 +273,13 @@ func (m *Manager) stage(stage string, d time.Duration) {
 	}
 }
 
-// StatsPaths are where c's usage is read: its cgroup (cgroupfs form) and
-// its writable layer (the overlay upper dir).
-func (m *Manager) StatsPaths(sb *sandbox.Sandbox, c *Container) (cgroup, upper string) {
-	return m.cgroupsPath(sb, c.ID), filepath.Join(m.layerDir(c.ID), "upper")
+// StatsPaths are where c's usage is read: its cgroup (a cgroupfs path,
+// whichever the driver; empty if the pod's parent is no valid slice name,
+// which runc would have refused) and its writable layer (the overlay upper
+// dir).
+func (m *Manager) StatsPaths(sb *sandbox.Sandbox, c *Container) (cgroupDir, upper string) {
+	cgroupDir, _ = cgroup.Dir(m.cgroups.Container(sb.CgroupParent, c.ID))
+	return cgroupDir, filepath.Join(m.layerDir(c.ID), "upper")
 }
 
 // LayersDir holds every container's writable layer: the container

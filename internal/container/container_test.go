@@ -6,8 +6,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
-
-	"github.com/crid-project/crid/internal/sandbox"
 )
 
 func TestGracePeriod(t *testing.T) {
@@ -22,22 +20,6 @@ func TestGracePeriod(t *testing.T) {
 	} {
 		if got := gracePeriod(tc.in); got != tc.want {
 			t.Errorf("%v: %v, want %v", tc.in, got, tc.want)
-		}
-	}
-}
-
-func TestCgroupsPath(t *testing.T) {
-	for _, tc := range []struct {
-		driver, parent, want string
-	}{
-		{"cgroupfs", "/kubepods/besteffort/pod1", "/kubepods/besteffort/pod1/crid-abc"},
-		{"cgroupfs", "", "/crid/crid-abc"},
-		{"systemd", "kubepods-besteffort-pod1.slice", "kubepods-besteffort-pod1.slice:crid:abc"},
-		{"systemd", "", "system.slice:crid:abc"},
-	} {
-		m := &Manager{cfg: Config{CgroupDriver: tc.driver}}
-		if got := m.cgroupsPath(&sandbox.Sandbox{CgroupParent: tc.parent}, "abc"); got != tc.want {
-			t.Errorf("%s %q: %q, want %q", tc.driver, tc.parent, got, tc.want)
 		}
 	}
 }

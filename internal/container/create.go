@@ -184,7 +184,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		Name: stepRuntime,
 		// conmon's own cgroup is recorded with the intent: the undo
 		// removes it once conmon is gone.
-		Intent: func(v *Container) { v.MonitorCgroup = m.conmonCgroup(sb, id) },
+		Intent: func(v *Container) { v.MonitorCgroup = m.cgroups.Monitor(sb.CgroupParent, id) },
 		Make: func(ctx context.Context, rec Container) error {
 			specStart = time.Now()
 			s, u, err := spec.Build(spec.Input{
@@ -197,11 +197,13 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 				Image:              imgCfg.Config,
 				RootFS:             m.rootfsDir(id),
 				Namespaces:         nsPaths,
-				CgroupsPath:        m.cgroupsPath(sb, id),
+				CgroupsPath:        m.cgroups.Container(sb.CgroupParent, id),
 				HostCapabilities:   m.host.capabilities,
 				MinOOMScoreAdj:     m.host.minOOMScoreAdj,
 				SwapLimitSupported: m.host.swapLimit,
 				HugetlbSupported:   m.host.hugetlb,
+				AppArmor:           m.host.apparmor,
+				SELinuxEnabled:     m.host.selinux,
 				ShmPath:            sb.Shm(),
 				ResolvConfPath:     sb.ResolvConf(),
 				HostsPath:          sb.Hosts(),
@@ -281,36 +283,6 @@ func (m *Manager) namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerC
 		return p, &t, nil
 	}
 	return p, nil, nil
-}
-
-// conmonCgroup is the cgroupfs path conmon joins: its own cgroup beside the
-// container's, below the pod's (CRI-O's conmon_cgroup="pod" does the
-// same). Its memory counts against the pod, a restart of crid's service
-// never takes the monitors with it, and the pod's cgroup holds no process
-// itself, which cgroup v2 requires of a cgroup that delegates controllers
-// to the container's. A pod without a cgroup parent leaves conmon where
-// crid started it, as does the systemd driver (its parent is a slice name,
-// not a path).
-func (m *Manager) conmonCgroup(sb *sandbox.Sandbox, id string) string {
-	if m.cfg.CgroupDriver == "systemd" || sb.CgroupParent == "" {
-		return ""
-	}
-	return filepath.Join(sb.CgroupParent, "crid-conmon-"+id)
-}
-
-// cgroupsPath places the container under its pod's cgroup parent.
-func (m *Manager) cgroupsPath(sb *sandbox.Sandbox, id string) string {
-	parent := sb.CgroupParent
-	if m.cfg.CgroupDriver == "systemd" {
-		if parent == "" {
-			parent = "system.slice"
-		}
-		return filepath.Base(parent) + ":crid:" + id
-	}
-	if parent == "" {
-		parent = "/crid"
-	}
-	return filepath.Join(parent, "crid-"+id)
 }
 
 func writeSpec(bundle string, s any) error {

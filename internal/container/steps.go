@@ -6,8 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/crid-project/crid/internal/cgroup"
 	"github.com/crid-project/crid/internal/namespaces"
-	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/steps"
 )
 
@@ -39,7 +39,7 @@ func (m *Manager) undoers() steps.Undoers[Container] {
 			}
 			// The monitor is gone with the delete: its cgroup is empty.
 			if c.MonitorCgroup != "" {
-				if err := oci.RemoveCgroup(c.MonitorCgroup); err != nil {
+				if err := cgroup.Remove(c.MonitorCgroup); err != nil {
 					return fmt.Errorf("remove the monitor cgroup of container %s: %w", c.ID, err)
 				}
 			}

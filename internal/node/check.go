@@ -198,7 +198,7 @@ func apparmorFact(p Paths) Fact {
 	if err != nil || strings.TrimSpace(string(b)) != "Y" {
 		return Fact{Name: "AppArmor", Detail: "not enabled: RuntimeDefault is a no-op, Localhost profiles fail"}
 	}
-	return Fact{Name: "AppArmor", OK: true, Detail: "enabled (profiles are not yet applied by crid)"}
+	return Fact{Name: "AppArmor", OK: true, Detail: "enabled: RuntimeDefault applies crid-default, Localhost applies loaded profiles"}
 }
 
 func selinuxFact(p Paths) Fact {
@@ -206,7 +206,7 @@ func selinuxFact(p Paths) Fact {
 	if err != nil {
 		return Fact{Name: "SELinux", Detail: "not enabled"}
 	}
-	return Fact{Name: "SELinux", OK: true, Detail: "enabled, enforce=" + strings.TrimSpace(string(b)) + " (labels are not applied by crid)"}
+	return Fact{Name: "SELinux", OK: true, Detail: "enabled, enforce=" + strings.TrimSpace(string(b)) + " (crid applies no labels: requests carrying SELinux options are refused)"}
 }
 
 func criuFact(ctx context.Context) Fact {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/crid-project/crid/internal/cgroup"
 )
 
 // Conmon is the Monitor implemented by github.com/containers/conmon (2.1.x).
@@ -109,7 +111,7 @@ func (c *Conmon) Create(ctx context.Context, req MonitorRequest) (int, error) {
 		// conmon blocks on the start pipe before it forks, so its
 		// children (runc, and later itself after the fork) inherit the
 		// cgroup.
-		if err := joinCgroup(cmd.Process.Pid, req.CgroupParent); err != nil {
+		if err := cgroup.Join(cmd.Process.Pid, req.CgroupParent); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return 0, fmt.Errorf("move conmon into cgroup %s: %w", req.CgroupParent, err)

@@ -120,6 +120,9 @@ type Config struct {
 	StateDir string
 	ShmSize  int64 // bytes of each pod's /dev/shm
 	Handlers map[string]bool
+	// SELinuxEnabled: the host has SELinux, and crid, which applies no
+	// labels, refuses pods that ask for one.
+	SELinuxEnabled bool
 }
 
 // Manager creates and tracks sandboxes.

@@ -11,6 +11,7 @@ import (
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/cgroup"
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/sandbox"
@@ -222,7 +223,10 @@ func (s *Service) readPods(ctx context.Context, match func(*sandbox.Sandbox) boo
 	var targets []Target
 	for i := range pods {
 		p := &pods[i]
-		t := Target{Key: "pod/" + p.sb.ID, Cgroup: p.sb.CgroupParent}
+		t := Target{Key: "pod/" + p.sb.ID}
+		// The pod's own cgroup: a cgroupfs path, or a slice the kubelet
+		// made with the systemd driver.
+		t.Cgroup, _ = cgroup.Dir(p.sb.CgroupParent)
 		if path := p.sb.Namespaces[namespaces.Net]; path != "" {
 			t.Net = s.netReader(p.sb.ID, path, sn.cs)
 		}

@@ -29,8 +29,44 @@ var bin struct{ crid, cridCrash, rig, crictl, cniDir string }
 // rules the CNI plugins make go away with it.
 var netns string
 
-// cgroupParent is the cgroup the tests' pods live under; removed at the end.
+// cgroupParent is the cgroup the tests' pods live under (cgroupfs driver);
+// removed at the end. With the systemd driver it is the slice
+// crid_e2e_<pid>.slice (podParent), stopped at the end.
 var cgroupParent = fmt.Sprintf("/crid-e2e-%d", os.Getpid())
+
+// driver is the cgroup driver every crid of the tests runs with:
+// CRID_E2E_CGROUP_DRIVER, else the one crid picks for this host (systemd
+// when systemd booted it).
+var driver = os.Getenv("CRID_E2E_CGROUP_DRIVER")
+
+// topSlice is the tests' slice with the systemd driver.
+var topSlice = fmt.Sprintf("crid_e2e_%d", os.Getpid())
+
+// podParent is the cgroup parent the kubelet would give pod name, for the
+// driver in use: a cgroupfs path, or a slice name.
+func podParent(name string) string {
+	if driver == "systemd" {
+		return topSlice + "-" + strings.ReplaceAll(name, "-", "_") + ".slice"
+	}
+	return cgroupParent + "/" + name
+}
+
+// podCgroupDir is pod name's cgroup as a path below a hierarchy's root.
+func podCgroupDir(name string) string {
+	if driver == "systemd" {
+		return "/" + topSlice + ".slice/" + podParent(name)
+	}
+	return podParent(name)
+}
+
+// cgroupName is the cgroup dir name of a container (prefix "crid") or of
+// its monitor ("crid-conmon") for the driver in use.
+func cgroupName(prefix, id string) string {
+	if driver == "systemd" {
+		return prefix + "-" + id + ".scope"
+	}
+	return prefix + "-" + id
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -53,17 +89,28 @@ func run(m *testing.M) int {
 	if err != nil {
 		return skip(err.Error())
 	}
+	if driver == "" {
+		driver = "cgroupfs"
+		if fi, err := os.Stat("/run/systemd/system"); err == nil && fi.IsDir() {
+			driver = "systemd"
+		}
+	}
 	bin.crictl = filepath.Join(top, "_output/bin/crictl")
 	if _, err := os.Stat(bin.crictl); err != nil {
 		if bin.crictl, err = exec.LookPath("crictl"); err != nil {
 			return skip("crictl not found: run hack/install-deps.sh")
 		}
 	}
-	dir, err := os.MkdirTemp("", "crid-e2e-bin-")
-	if err != nil {
-		return skip(err.Error())
+	// CRID_E2E_BIN: binaries built beforehand (the guest VM has no Go
+	// toolchain), under the names below.
+	dir := os.Getenv("CRID_E2E_BIN")
+	prebuilt := dir != ""
+	if !prebuilt {
+		if dir, err = os.MkdirTemp("", "crid-e2e-bin-"); err != nil {
+			return skip(err.Error())
+		}
+		defer os.RemoveAll(dir)
 	}
-	defer os.RemoveAll(dir)
 	bin.crid = filepath.Join(dir, "crid")
 	bin.cridCrash = filepath.Join(dir, "crid-crashpoints")
 	bin.rig = filepath.Join(dir, "rig")
@@ -79,6 +126,12 @@ func run(m *testing.M) int {
 		{bin.rig, "./test/rig/cmd/rig", "", false},
 		{filepath.Join(bin.cniDir, "cnihang"), "./test/e2e/cnihang", "", false},
 	} {
+		if prebuilt {
+			if _, err := os.Stat(b.out); err != nil {
+				return skip(fmt.Sprintf("CRID_E2E_BIN: %v", err))
+			}
+			continue
+		}
 		args := []string{"build", "-tags", b.tags, "-o", b.out}
 		if b.race {
 			args = append(args, "-race")
@@ -98,6 +151,9 @@ func run(m *testing.M) int {
 	defer exec.Command("ip", "netns", "delete", netns).Run()
 	exec.Command("ip", "-n", netns, "link", "set", "lo", "up").Run()
 	defer removeCgroups(cgroupParent)
+	if driver == "systemd" {
+		defer exec.Command("systemctl", "stop", topSlice+".slice").Run()
+	}
 	return m.Run()
 }
 
@@ -228,7 +284,8 @@ func (c *crid) startWith(binary string, env ...string) {
 // args are crid's arguments for the test's directories.
 func (c *crid) args() []string {
 	return append([]string{"--root", c.root, "--state", c.state, "--listen", "unix://" + c.sock,
-		"--registry-config-dir", c.hosts, "--cni-conf-dir", c.netConf, "--log-level", "debug"}, c.extra...)
+		"--registry-config-dir", c.hosts, "--cni-conf-dir", c.netConf, "--log-level", "debug",
+		"--cgroup-driver", driver}, c.extra...)
 }
 
 func (c *crid) crictl(args ...string) (string, error) {

@@ -40,7 +40,7 @@ func (c *crid) podFilesNS(name, script string, nsOpts map[string]any) (pod, ctr 
 		"log_directory": filepath.Join(c.dir, "logs", name),
 		"labels":        map[string]string{"test": name},
 		"linux": map[string]any{
-			"cgroup_parent":    cgroupParent + "/" + name,
+			"cgroup_parent":    podParent(name),
 			"security_context": map[string]any{"namespace_options": nsOpts},
 		},
 	})
@@ -74,9 +74,16 @@ func (c *crid) containerStatus(id string) *runtimeapi.ContainerStatus {
 	return resp.Status
 }
 
+// waitUntil waits a minute at most for cond: generous, for a loaded
+// machine or the emulated guest.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitUntilFor(t, what, time.Minute, cond)
+}
+
+func waitUntilFor(t *testing.T, what string, bound time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -110,7 +117,7 @@ func TestPodLifecycle(t *testing.T) {
 	// conmon has a cgroup of its own beside the container's, below the
 	// pod's: the pod's cgroup holds no process (cgroup v2 requires it).
 	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.conmonPID(ctrID)))
-	if !strings.Contains(string(cg), cgroupParent+"/life/crid-conmon-"+ctrID+"\n") {
+	if !strings.Contains(string(cg), podCgroupDir("life")+"/"+cgroupName("crid-conmon", ctrID)+"\n") {
 		t.Fatalf("conmon's cgroups:\n%s", cg)
 	}
 	if out := c.mustCrictl("exec", "-s", ctrID, "hostname"); strings.TrimSpace(out) != "life" {
@@ -163,8 +170,10 @@ func (c *crid) assertNothingLeft() {
 			c.t.Errorf("monitor left: %s", p)
 		}
 	}
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cgroupParent + "/*/crid-*")
-	if len(dirs) != 0 {
+	parent := filepath.Dir(podCgroupDir("x"))
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + parent + "/*/crid-*")
+	v2, _ := filepath.Glob("/sys/fs/cgroup" + parent + "/*/crid-*")
+	if dirs = append(dirs, v2...); len(dirs) != 0 {
 		c.t.Errorf("container cgroups left: %v", dirs)
 	}
 }
@@ -216,7 +225,7 @@ func TestBadPodInput(t *testing.T) {
 		return &runtimeapi.PodSandboxConfig{
 			Metadata:     &runtimeapi.PodSandboxMetadata{Name: "bad", Namespace: "e2e", Uid: "bad-uid"},
 			LogDirectory: filepath.Join(c.dir, "logs", "bad"),
-			Linux: &runtimeapi.LinuxPodSandboxConfig{CgroupParent: cgroupParent + "/bad",
+			Linux: &runtimeapi.LinuxPodSandboxConfig{CgroupParent: podParent("bad"),
 				SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
 		}
 	}

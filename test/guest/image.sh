@@ -20,7 +20,7 @@ mirror=${CRID_GUEST_MIRROR:-http://deb.debian.org/debian}
 # What a node crid runs on has, and what the tests in the guest use.
 packages=(
 	systemd systemd-sysv dbus udev kmod linux-image-amd64 initramfs-tools
-	apparmor runc crun conmon criu containernetworking-plugins
+	apparmor sudo runc crun conmon criu containernetworking-plugins
 	iproute2 iptables util-linux mount procps e2fsprogs busybox ca-certificates
 )
 

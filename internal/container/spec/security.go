@@ -47,7 +47,8 @@ func procPaths(sc *runtimeapi.LinuxContainerSecurityContext) (masked, readonly [
 	return slices.Clone(masked), slices.Clone(readonly)
 }
 
-// Prefixes of the deprecated seccomp_profile_path string form.
+// Prefixes of the deprecated seccomp_profile_path and apparmor_profile
+// string forms.
 const (
 	profileRuntimeDefault = "runtime/default"
 	profileDockerDefault  = "docker/default"

@@ -6,7 +6,8 @@
 // devices (stat, symlink resolution, /proc/self/mountinfo for propagation
 // checks) and, for privileged containers, the host's /dev. Everything else the
 // host knows (capability bounding set, minimum oom_score_adj, namespace paths,
-// cgroups path) is passed in by the caller.
+// cgroups path, AppArmor's loaded profiles, whether SELinux is on) is passed
+// in by the caller.
 //
 // Bad input is reported as an error wrapping errdefs.ErrInvalidArgument (or
 // errdefs.ErrFailedPrecondition / ErrNotImplemented for what this host or crid
@@ -98,6 +99,15 @@ type Input struct {
 	// (tolerate_missing_hugetlb_controller, the default) and CRI-O do: the
 	// kubelet sends them for every container, zero when none are requested.
 	HugetlbSupported bool
+	// AppArmor is the host's AppArmor (apparmor.Host where
+	// apparmor.Enabled()); nil means the host has none. Then RuntimeDefault
+	// (also what an unset profile means) is a no-op and a Localhost
+	// profile fails the create. See appArmorProfile.
+	AppArmor AppArmorHost
+	// SELinuxEnabled says the host has SELinux enabled (/sys/fs/selinux/enforce
+	// exists). crid applies no SELinux labels, so then a request with
+	// SELinux options is refused; without SELinux they are ignored.
+	SELinuxEnabled bool
 }
 
 // Annotations crid sets on every container, named as containerd names them so
@@ -133,6 +143,9 @@ func Build(in Input) (*specs.Spec, *runtimeapi.ContainerUser, error) {
 	if privileged && !in.Sandbox.GetLinux().GetSecurityContext().GetPrivileged() {
 		return nil, nil, invalid("linux.security_context.privileged", "privileged container in a non-privileged pod")
 	}
+	if err := checkSELinux(in); err != nil {
+		return nil, nil, err
+	}
 
 	s := &specs.Spec{
 		Version: specs.Version,
@@ -163,6 +176,9 @@ func Build(in Input) (*specs.Spec, *runtimeapi.ContainerUser, error) {
 	// no_new_privs is off unless asked for: the kubelet sends it for
 	// allowPrivilegeEscalation=false, and setuid binaries must work otherwise.
 	s.Process.NoNewPrivileges = sc.GetNoNewPrivs()
+	if s.Process.ApparmorProfile, err = appArmorProfile(sc, privileged, in.AppArmor); err != nil {
+		return nil, nil, err
+	}
 
 	if err := setNamespaces(s, in); err != nil {
 		return nil, nil, err

@@ -1,4 +1,4 @@
-package oci
+package cgroup
 
 import (
 	"bufio"
@@ -10,10 +10,13 @@ import (
 	"strings"
 )
 
-// joinCgroup moves pid into the cgroupfs path parent in every mounted
-// cgroup hierarchy (v1 controllers and the v2 unified one), creating the
-// cgroup where it is missing.
-func joinCgroup(pid int, parent string) error {
+// joinFS moves pid into the cgroupfs path parent in every mounted cgroup
+// hierarchy (v1 controllers and the v2 unified one), creating the cgroup
+// where it is missing. Written by hand rather than with
+// opencontainers/cgroups' fs managers: those join only the v1 controllers
+// or only v2, and this host layout (v1 plus the unified hierarchy beside
+// it) needs both, for a process that gets no limits of its own.
+func joinFS(pid int, parent string) error {
 	mounts, err := cgroupMounts()
 	if err != nil {
 		return err
@@ -30,9 +33,9 @@ func joinCgroup(pid int, parent string) error {
 	return nil
 }
 
-// RemoveCgroup removes the cgroupfs path in every mounted hierarchy; one
-// that does not exist is not an error, one that still holds a process is.
-func RemoveCgroup(path string) error {
+// removeFS removes the cgroupfs path in every mounted hierarchy; one that
+// does not exist is not an error, one that still holds a process is.
+func removeFS(path string) error {
 	mounts, err := cgroupMounts()
 	if err != nil {
 		return err

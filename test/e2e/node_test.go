@@ -1,0 +1,315 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The production-node tests: cgroup resources, OOM kills, AppArmor and
+// crid under systemd. They run on this machine (cgroup v1, cgroupfs, no
+// AppArmor) and in the guest node (test/guest: cgroup v2, systemd, AppArmor)
+// with each cgroup driver, and check what each host should do.
+
+// cgroupV2 reports a pure cgroup v2 host.
+func cgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// ctrCgroupFile reads file of the container's cgroup: on v2 from the
+// unified hierarchy, on v1 from the hierarchy of its controller (the name
+// before the dot).
+func ctrCgroupFile(t *testing.T, pod, id, file string) string {
+	t.Helper()
+	dir := filepath.Join(podCgroupDir(pod), cgroupName("crid", id))
+	path := filepath.Join("/sys/fs/cgroup", dir, file)
+	if !cgroupV2() {
+		ctl := strings.SplitN(file, ".", 2)[0]
+		path = filepath.Join("/sys/fs/cgroup", ctl, dir, file)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// runPodWith runs pod name with one busybox container running script, the
+// container's config edited by edit, over gRPC; an error from
+// CreateContainer is returned, not fatal.
+func (c *crid) runPodWith(name, script string, edit func(*runtimeapi.ContainerConfig)) (podID, ctrID string, err error) {
+	c.t.Helper()
+	c.mustCrictl("pull", "busybox")
+	rt := runtimeapi.NewRuntimeServiceClient(dial(c.t, c.sock))
+	podCfg := &runtimeapi.PodSandboxConfig{
+		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "e2e", Uid: name + "-uid"},
+		Hostname:     name,
+		LogDirectory: filepath.Join(c.dir, "logs", name),
+		Linux:        &runtimeapi.LinuxPodSandboxConfig{CgroupParent: podParent(name)},
+	}
+	pod, err := rt.RunPodSandbox(ctx(c.t), &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    &runtimeapi.ImageSpec{Image: "busybox"},
+		Command:  []string{"sh", "-c", script},
+		LogPath:  name + ".log",
+		Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{}},
+	}
+	edit(cfg)
+	ctr, err := rt.CreateContainer(ctx(c.t), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId, Config: cfg, SandboxConfig: podCfg})
+	if err != nil {
+		return pod.PodSandboxId, "", err
+	}
+	if _, err := rt.StartContainer(ctx(c.t), &runtimeapi.StartContainerRequest{ContainerId: ctr.ContainerId}); err != nil {
+		c.t.Fatal(err)
+	}
+	return pod.PodSandboxId, ctr.ContainerId, nil
+}
+
+// Resources the kubelet sets land in the container's cgroup (v1 or v2,
+// either driver), an update changes them, conmon sits beside the container
+// and crid reports the driver it uses.
+func TestCgroupResources(t *testing.T) {
+	c := newCrid(t, rig(t))
+	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
+	rc, err := rt.RuntimeConfig(ctx(t), &runtimeapi.RuntimeConfigRequest{})
+	if err != nil || !strings.EqualFold(rc.GetLinux().GetCgroupDriver().String(), driver) {
+		t.Fatalf("RuntimeConfig: %v, %v; want driver %s", rc, err, driver)
+	}
+	_, ctrID, err := c.runPodWith("res", "exec sleep 3600", func(cfg *runtimeapi.ContainerConfig) {
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{
+			MemoryLimitInBytes: 64 << 20, CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512,
+		}
+		if cgroupV2() {
+			cfg.Linux.Resources.Unified = map[string]string{"pids.max": "100"}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"memory.limit_in_bytes": "67108864", "cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000", "cpu.shares": "512",
+	}
+	if cgroupV2() {
+		// runc's conversion of 512 shares to a weight: 1 + (512-2)*9999/262142.
+		want = map[string]string{"memory.max": "67108864", "cpu.max": "50000 100000", "cpu.weight": "20", "pids.max": "100"}
+	}
+	for file, v := range want {
+		if got := ctrCgroupFile(t, "res", ctrID, file); got != v {
+			t.Errorf("%s = %q, want %q", file, got, v)
+		}
+	}
+	if _, err := rt.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{ContainerId: ctrID,
+		Linux: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 << 20, CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512}}); err != nil {
+		t.Fatal(err)
+	}
+	memFile := map[bool]string{false: "memory.limit_in_bytes", true: "memory.max"}[cgroupV2()]
+	if got := ctrCgroupFile(t, "res", ctrID, memFile); got != "134217728" {
+		t.Errorf("after update: %s = %q", memFile, got)
+	}
+	cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.conmonPID(ctrID)))
+	if !strings.Contains(string(cg), podCgroupDir("res")+"/"+cgroupName("crid-conmon", ctrID)+"\n") {
+		t.Errorf("conmon's cgroups:\n%s", cg)
+	}
+	// The pod's stats come from its cgroup (a slice with systemd).
+	pods, err := rt.ListPodSandboxStats(ctx(t), &runtimeapi.ListPodSandboxStatsRequest{})
+	if err != nil || len(pods.Stats) != 1 || pods.Stats[0].GetLinux().GetMemory().GetWorkingSetBytes().GetValue() == 0 {
+		t.Errorf("pod stats: %v, %v", pods, err)
+	}
+	c.mustCrictl("rmp", "-fa")
+	c.assertNothingLeft()
+}
+
+// A container that goes over its memory limit is reported OOMKilled.
+func TestOOMKilled(t *testing.T) {
+	c := newCrid(t, rig(t))
+	// Doubling a shell variable until the limit ends it.
+	_, ctrID, err := c.runPodWith("oom", `x=aaaaaaaaaaaaaaaa; while :; do x="$x$x"; done`, func(cfg *runtimeapi.ContainerConfig) {
+		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 32 << 20}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *runtimeapi.ContainerStatus
+	waitUntilFor(t, "the container to exit", 2*time.Minute, func() bool {
+		st = c.containerStatus(ctrID)
+		return st.State == runtimeapi.ContainerState_CONTAINER_EXITED
+	})
+	if st.Reason != "OOMKilled" || st.ExitCode != 137 {
+		t.Errorf("exited %d, reason %q; want 137, OOMKilled", st.ExitCode, st.Reason)
+	}
+	c.mustCrictl("rmp", "-fa")
+	c.assertNothingLeft()
+}
+
+// apparmorEnabled reports whether the host enforces AppArmor.
+func apparmorEnabled() bool {
+	b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+	return err == nil && strings.TrimSpace(string(b)) == "Y"
+}
+
+// profileOf is the AppArmor label of the container's init process.
+func (c *crid) profileOf(id string) string {
+	c.t.Helper()
+	out := c.mustCrictl("exec", "-s", id, "cat", "/proc/1/attr/current")
+	return strings.TrimSpace(out)
+}
+
+// RuntimeDefault confines a container with crid's default profile,
+// Localhost with the named profile (an error if it is not loaded),
+// Unconfined with none; the deprecated string field means the same. On a
+// host without AppArmor, RuntimeDefault is a no-op and Localhost an error
+// (FailedPrecondition: the host lacks what the request needs).
+func TestAppArmor(t *testing.T) {
+	c := newCrid(t, rig(t))
+	enabled := apparmorEnabled()
+	const testProfile = "crid-e2e-deny-write"
+	if enabled {
+		profile := filepath.Join(t.TempDir(), "profile")
+		os.WriteFile(profile, []byte("#include <tunables/global>\nprofile "+testProfile+" flags=(attach_disconnected) {\n  #include <abstractions/base>\n  file,\n  deny /tmp/** w,\n}\n"), 0o644)
+		if out, err := exec.Command("apparmor_parser", "-r", profile).CombinedOutput(); err != nil {
+			t.Fatalf("load test profile: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("apparmor_parser", "-R", profile).Run() })
+	} else if os.Getenv("CRID_E2E_GUEST") == "1" {
+		t.Fatal("the guest node must have AppArmor")
+	}
+	for _, tc := range []struct {
+		name    string
+		profile *runtimeapi.SecurityProfile
+		legacy  string
+		want    string // the label; "" on a host without AppArmor
+		code    codes.Code
+	}{
+		{"default", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}, "", "crid-default (enforce)", codes.OK},
+		{"legacy-default", nil, "runtime/default", "crid-default (enforce)", codes.OK},
+		{"unconfined", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Unconfined}, "", "unconfined", codes.OK},
+		{"localhost", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: testProfile}, "", testProfile + " (enforce)", codes.OK},
+		{"legacy-localhost", nil, "localhost/" + testProfile, testProfile + " (enforce)", codes.OK},
+		{"not-loaded", &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_Localhost, LocalhostRef: "crid-e2e-absent"}, "", "", codes.InvalidArgument},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, want := tc.code, tc.want
+			if !enabled {
+				want = ""
+				if tc.profile.GetProfileType() == runtimeapi.SecurityProfile_Localhost || strings.HasPrefix(tc.legacy, "localhost/") {
+					code = codes.FailedPrecondition
+				}
+			}
+			_, ctrID, err := c.runPodWith("aa-"+tc.name, "exec sleep 3600", func(cfg *runtimeapi.ContainerConfig) {
+				cfg.Linux.SecurityContext.Apparmor = tc.profile
+				cfg.Linux.SecurityContext.ApparmorProfile = tc.legacy
+			})
+			defer c.crictl("rmp", "-fa")
+			if status.Code(err) != code {
+				t.Fatalf("CreateContainer: %v, want code %v", err, code)
+			}
+			if err != nil || want == "" {
+				return
+			}
+			if got := c.profileOf(ctrID); got != want {
+				t.Errorf("confined by %q, want %q", got, want)
+			}
+			if tc.name == "localhost" {
+				if _, err := c.crictl("exec", "-s", ctrID, "touch", "/tmp/x"); err == nil {
+					t.Error("the profile let the container write /tmp")
+				}
+			}
+		})
+	}
+	c.assertNothingLeft()
+}
+
+// Under systemd, crid runs as the unit hack/systemd/crid.service describes:
+// start waits for READY, a restart of the unit keeps every container running
+// and adopted (KillMode=process), and a reload (SIGHUP) keeps it serving.
+func TestSystemdService(t *testing.T) {
+	if fi, err := os.Stat("/run/systemd/system"); err != nil || !fi.IsDir() {
+		if os.Getenv("CRID_E2E_GUEST") == "1" {
+			t.Fatal("the guest node must run systemd")
+		}
+		t.Skip("systemd does not run this host")
+	}
+	c := newCrid(t, rig(t))
+	// The same crid, now started by systemd from the project's unit.
+	c.p.signal(9)
+	unit := fmt.Sprintf("crid-e2e-%d.service", os.Getpid())
+	body, err := os.ReadFile("../../hack/systemd/crid.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := "ExecStart=/usr/bin/nsenter --net=/run/netns/" + netns + " " + bin.crid + " " + strings.Join(c.args(), " ")
+	text := strings.Replace(string(body), "ExecStart=/usr/local/bin/crid", exe, 1)
+	if text == string(body) {
+		t.Fatal("no ExecStart=/usr/local/bin/crid in hack/systemd/crid.service")
+	}
+	unitFile := filepath.Join("/run/systemd/system", unit)
+	if err := os.WriteFile(unitFile, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	systemctl := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("systemctl", args...).CombinedOutput(); err != nil {
+			t.Fatalf("systemctl %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	t.Cleanup(func() {
+		c.crictl("rmp", "-fa")
+		exec.Command("systemctl", "stop", unit).Run()
+		os.Remove(unitFile)
+		exec.Command("systemctl", "daemon-reload").Run()
+	})
+	systemctl("daemon-reload")
+	// Type=notify: start returns once crid said READY=1, so the socket
+	// serves at once.
+	systemctl("start", unit)
+	if _, err := c.crictl("version"); err != nil {
+		t.Fatalf("after systemctl start: %v", err)
+	}
+	podID, ctrID := c.runPod("svc", "exec sleep 3600")
+	monitor := c.conmonPID(ctrID)
+	mainPID := func() string {
+		out, _ := exec.Command("systemctl", "show", "-p", "MainPID", "--value", unit).Output()
+		return strings.TrimSpace(string(out))
+	}
+	before := mainPID()
+	systemctl("restart", unit)
+	if mainPID() == before {
+		t.Fatal("crid's main PID did not change on restart")
+	}
+	c.waitRecoveredUnit()
+	if st := c.containerStatus(ctrID); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after restart: container %v", st.State)
+	}
+	if c.conmonPID(ctrID) != monitor || !alive(monitor) {
+		t.Fatal("the container's monitor did not survive the restart")
+	}
+	systemctl("reload", unit)
+	if out := c.mustCrictl("exec", "-s", ctrID, "echo", "ok"); strings.TrimSpace(out) != "ok" {
+		t.Fatalf("exec after reload: %q", out)
+	}
+	c.mustCrictl("stopp", podID)
+	c.mustCrictl("rmp", podID)
+	c.assertNothingLeft()
+}
+
+// waitRecoveredUnit is waitRecovered for a crid that systemd runs.
+func (c *crid) waitRecoveredUnit() {
+	c.t.Helper()
+	waitUntilFor(c.t, "crid to recover", 3*time.Minute, c.recovered)
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }

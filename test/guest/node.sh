@@ -1,0 +1,43 @@
+#!/bin/bash
+# Runs inside the guest node, as root, from the input disk (test/guest/run.sh
+# puts it there as run.sh): crid's production-node tests with each cgroup
+# driver. Every step runs, each result is printed as "-- NAME: ok|FAILED",
+# and the exit code is 1 if any failed.
+set -u
+cd "$(dirname "$0")"
+top=$PWD
+suite=$(cat suite)
+export PATH="$top/bin:$PATH" CRID_E2E_BIN="$top/bin" CRID_E2E_REQUIRED=1 CRID_E2E_GUEST=1 TMPDIR=/var/tmp
+rc=0
+step() {
+	local name=$1
+	shift
+	echo "== $name ($(date +%T))"
+	if "$@"; then
+		echo "-- $name: ok"
+	else
+		echo "-- $name: FAILED"
+		rc=1
+	fi
+}
+e2e() { # e2e DRIVER REGEXP
+	(cd "$top/src/test/e2e" && CRID_E2E_CGROUP_DRIVER=$1 "$top/bin/e2e.test" -test.v -test.timeout 40m -test.run "$2")
+}
+critest() { # critest DRIVER FOCUS|"" (the groups crid implements)
+	(cd "$top/src" && CRID_CGROUP_DRIVER=$1 ${2:+CRITEST_FOCUS="$2"} bash test/critest.sh)
+}
+
+step "node facts" sh -c 'uname -r; stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers; systemctl --version | head -1; runc --version | head -1; conmon --version | head -1'
+step "crid check" crid check
+focused='TestCgroupResources|TestOOMKilled|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled'
+if [ "$suite" = full ]; then
+	for d in systemd cgroupfs; do
+		step "e2e, $d driver" e2e "$d" .
+		step "critest, $d driver" critest "$d" ""
+	done
+else
+	step "e2e, systemd driver" e2e systemd "$focused"
+	step "e2e, cgroupfs driver" e2e cgroupfs 'TestCgroupResources|TestOOMKilled|TestPodLifecycle|TestStatsMetricsEvents'
+	step "critest AppArmor, systemd driver" critest systemd 'AppArmor'
+fi
+exit $rc

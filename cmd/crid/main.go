@@ -212,15 +212,15 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	}
 	defer net.Close()
 	handlers := runtimeHandlers(cfg, log)
-	known := map[string]bool{}
-	for name := range handlers {
-		known[name] = true
-	}
-	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, Handlers: known, SELinuxEnabled: selinuxEnabled()}, db, net, log.With("component", "sandbox"))
+	// The container manager owns the handlers (a reload replaces them);
+	// it is made after the pods' manager, which it needs.
+	var containers *container.Manager
+	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, SELinuxEnabled: selinuxEnabled(),
+		HasHandler: func(name string) bool { return containers.HasHandler(name) }}, db, net, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}
-	containers, err := container.New(container.Config{
+	containers, err = container.New(container.Config{
 		RootDir:        cfg.Root,
 		StateDir:       cfg.State,
 		CgroupDriver:   cgroup.Driver(cfg.CgroupDriver),
@@ -240,7 +240,9 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	// Serve first, reconcile in the background: a hung runc or CNI plugin
 	// holds up only the object it works on, never the socket.
 	go reconcile(ctx, containers, pods, reconcileInterval, log)
-	go reloadOnHUP(ctx, hup, cfg, reload, &logLevel, log)
+	go reloadOnHUP(ctx, hup, cfg, reload, live{level: &logLevel, setHandlers: func(next config.Config) []string {
+		return containers.SetHandlers(runtimeHandlers(next, log), next.DefaultRuntime)
+	}}, log)
 
 	d := deps{cfg: cfg, log: log, db: db, images: images, rt: rt, net: net, pods: pods, containers: containers}
 	streaming, err := setupStreaming(ctx, d)

@@ -15,12 +15,22 @@ import (
 	"github.com/crid-project/crid/internal/config"
 )
 
+// live is what a reload changes in the running crid.
+type live struct {
+	level *slog.LevelVar
+	// setHandlers replaces the runtime handlers from cfg; it returns the
+	// removed ones that running containers keep until a restart.
+	setHandlers func(cfg config.Config) (kept []string)
+}
+
 // reloadOnHUP re-reads the configuration on SIGHUP, as daemons managed by
 // systemd are expected to (ExecReload), instead of dying of it. The log
-// level changes at once; every other setting that changed is named in the
-// log as needing a restart, never silently ignored. A file that does not
-// load or validate changes nothing.
-func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running config.Config, reload func() (config.Config, error), level *slog.LevelVar, log *slog.Logger) {
+// level and the runtime handlers (runtimes, default_runtime) change at
+// once; the registry hosts.toml files and the CNI network configs are read
+// when they change anyway; every other setting that changed is named in
+// the log as needing a restart, never silently ignored. A file that does
+// not load or validate changes nothing.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running config.Config, reload func() (config.Config, error), l live, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -34,9 +44,16 @@ func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, running config.Confi
 			log.Error("configuration not reloaded", "error", err)
 			continue
 		}
-		if l, err := config.ParseLogLevel(next.LogLevel); err == nil && next.LogLevel != running.LogLevel {
-			level.Set(l)
+		if lv, err := config.ParseLogLevel(next.LogLevel); err == nil && next.LogLevel != running.LogLevel {
+			l.level.Set(lv)
 			running.LogLevel = next.LogLevel
+		}
+		if !reflect.DeepEqual(next.Runtimes, running.Runtimes) || next.DefaultRuntime != running.DefaultRuntime {
+			if kept := l.setHandlers(next); len(kept) > 0 {
+				log.Warn("runtime handlers removed from the configuration are kept until a restart: containers use them", "handlers", kept)
+			}
+			running.Runtimes, running.DefaultRuntime = next.Runtimes, next.DefaultRuntime
+			log.Info("runtime handlers reloaded", "default", next.DefaultRuntime)
 		}
 		if changed := changedSettings(running, next); len(changed) > 0 {
 			log.Warn("configuration reloaded: these settings take effect only after a restart of crid", "settings", changed)

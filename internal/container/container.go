@@ -12,14 +12,13 @@ package container
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
@@ -148,7 +147,7 @@ type Runtime interface {
 type Config struct {
 	RootDir, StateDir string
 	CgroupDriver      cgroup.Driver
-	Handlers          map[string]oci.Handler
+	Handlers          map[string]oci.Handler // at start; a reload calls SetHandlers
 	DefaultHandler    string
 	SandboxImage      string // pause image for pods sharing a PID namespace
 }
@@ -165,8 +164,9 @@ type Manager struct {
 	recs      *store.Table[Container]
 	steps     steps.Recorder[Container]
 
-	Observer Observer        // set after construction; nil: nobody is told
-	rro      map[string]bool // handler → supports recursive read-only mounts
+	hset atomic.Pointer[handlerSet] // Config's handlers until SetHandlers
+
+	Observer Observer // set after construction; nil: nobody is told
 
 	// OnLayerMade, if set, is told of each new writable-layer dir (the
 	// disk usage cache then knows it empty instead of unmeasured).
@@ -196,31 +196,13 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 		log: log, host: host, recs: recs,
 	}
 	m.steps = steps.Recorder[Container]{Table: recs, Log: func(c *Container) *steps.Log { return &c.Steps }, Op: "container"}
-	m.rro = map[string]bool{}
-	for name, h := range cfg.Handlers {
-		m.rro[name] = runtimeFeatures(h.Path)
-	}
+	m.hset.Store(newHandlerSet(cfg.Handlers, cfg.DefaultHandler))
 	for _, c := range recs.List(nil) {
 		if err := m.migrate(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
-}
-
-// SupportsRRO reports whether the runtime handler can make recursively
-// read-only mounts (the kubelet asks for them only when Status says so).
-func (m *Manager) SupportsRRO(handler string) bool { return m.rro[handler] }
-
-func (m *Manager) handler(name string) (oci.Handler, error) {
-	if name == "" {
-		name = m.cfg.DefaultHandler
-	}
-	h, ok := m.cfg.Handlers[name]
-	if !ok {
-		return oci.Handler{}, fmt.Errorf("runtime handler %q is not configured: %w", name, errdefs.ErrInvalidArgument)
-	}
-	return h, nil
 }
 
 // Get returns a copy of the container with id (a unique prefix is accepted).

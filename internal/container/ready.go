@@ -13,9 +13,10 @@ import (
 // state dirs are writable. The kubelet schedules no pods to a node whose
 // runtime is not ready, which beats every RunPodSandbox failing.
 func (m *Manager) RuntimeReady() (ok bool, reason, message string) {
-	h, found := m.cfg.Handlers[m.cfg.DefaultHandler]
+	hs := m.handlers()
+	h, found := hs.byName[hs.def]
 	if !found {
-		return false, "RuntimeHandlerMissing", fmt.Sprintf("the default runtime handler %q has no usable OCI runtime binary", m.cfg.DefaultHandler)
+		return false, "RuntimeHandlerMissing", fmt.Sprintf("the default runtime handler %q has no usable OCI runtime binary", hs.def)
 	}
 	if _, err := exec.LookPath(h.Path); err != nil {
 		return false, "RuntimeBinaryMissing", fmt.Sprintf("runtime handler %q: %v", h.Name, err)
@@ -32,10 +33,12 @@ func (m *Manager) RuntimeReady() (ok bool, reason, message string) {
 }
 
 // HandlerNames are the runtime handlers whose OCI runtime binary resolved
-// at start, sorted: only those are advertised to the kubelet.
+// (at start or the last reload), sorted: only those are advertised to the
+// kubelet.
 func (m *Manager) HandlerNames() []string {
-	out := make([]string, 0, len(m.cfg.Handlers))
-	for name := range m.cfg.Handlers {
+	hs := m.handlers().byName
+	out := make([]string, 0, len(hs))
+	for name := range hs {
 		if name != "" {
 			out = append(out, name)
 		}

@@ -42,7 +42,8 @@ func TestRuntimeReady(t *testing.T) {
 			cfg := base
 			tc.change(&cfg)
 			h.m.cfg = cfg
-			defer func() { h.m.cfg = base }()
+			h.m.SetHandlers(cfg.Handlers, cfg.DefaultHandler)
+			defer func() { h.m.cfg = base; h.m.SetHandlers(base.Handlers, base.DefaultHandler) }()
 			if ok, reason, msg := h.m.RuntimeReady(); ok || reason != tc.reason || msg == "" {
 				t.Fatalf("ready %v reason %q message %q, want reason %q", ok, reason, msg, tc.reason)
 			}
@@ -50,5 +51,29 @@ func TestRuntimeReady(t *testing.T) {
 	}
 	if _, err := os.Stat(base.StateDir); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A reload replaces the handlers at once, but one that a container still
+// uses stays until crid restarts.
+func TestSetHandlers(t *testing.T) {
+	h := newHarness(t)
+	id := h.create("pod-a", "c")
+	crun := oci.Handler{Name: "crun", Path: "/bin/true"}
+	kept := h.m.SetHandlers(map[string]oci.Handler{"crun": crun}, "crun")
+	if !slices.Equal(kept, []string{"runc"}) {
+		t.Fatalf("kept %v, want [runc]", kept)
+	}
+	if got := h.m.HandlerNames(); !slices.Equal(got, []string{"crun", "runc"}) || h.m.DefaultHandler() != "crun" || !h.m.HasHandler("") {
+		t.Fatalf("handlers %v, default %q", got, h.m.DefaultHandler())
+	}
+	if hd, err := h.m.handler(""); err != nil || hd.Name != "crun" {
+		t.Fatalf("default handler %v, %v", hd, err)
+	}
+	if hd, err := h.m.handler(h.record(id).Handler); err != nil || hd.Name != "runc" {
+		t.Fatalf("the container's handler: %v, %v", hd, err)
+	}
+	if h.m.HasHandler("nope") {
+		t.Fatal("an unknown handler is known")
 	}
 }

@@ -137,7 +137,7 @@ func (m *Manager) sweep(ctx context.Context) error {
 	// the runtime: a crash between deleting a record's steps and the
 	// record cannot leave it, but an older crid or an operator can.
 	roots := map[string]bool{}
-	for _, h := range m.cfg.Handlers {
+	for _, h := range m.handlers().byName {
 		if h.Root == "" || roots[h.Root] {
 			continue
 		}

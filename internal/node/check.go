@@ -1,6 +1,7 @@
 // Package node tells what this node has and lacks for running pods: the
 // OCI runtimes and their versions, conmon, the CNI network, cgroups and
-// the cgroup driver, AppArmor and SELinux, CRIU and the kernel. `crid
+// the cgroup driver, AppArmor and SELinux, CRIU, idmapped mounts and the
+// kernel. `crid
 // check` prints it; an operator reads it before pointing a kubelet at
 // crid. Written by hand: it is a list of facts read from /proc, /sys and
 // the binaries' own --version, which no library gathers.
@@ -80,7 +81,8 @@ func Check(ctx context.Context, cfg config.Config, net Network, p Paths) []Fact 
 		}
 		out = append(out, f)
 	}
-	out = append(out, apparmorFact(p), selinuxFact(p), criuFact(ctx), kernelFact())
+	kernel := kernelFact()
+	out = append(out, apparmorFact(p), selinuxFact(p), criuFact(ctx), idmapFact(ctx, cfg, kernel.Detail), kernel)
 	return out
 }
 

@@ -77,3 +77,16 @@ func TestCheckFatal(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelAtLeast(t *testing.T) {
+	for _, tc := range []struct {
+		release string
+		want    bool
+	}{
+		{"6.1.0-50-amd64", true}, {"5.19.0", true}, {"5.15.0-91-generic", false}, {"4.19.0", false}, {"junk", false}, {"10.0", true},
+	} {
+		if got := kernelAtLeast(tc.release, 5, 19); got != tc.want {
+			t.Errorf("%s: %v", tc.release, got)
+		}
+	}
+}

@@ -34,7 +34,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	case md.GetUid() == "":
 		return "", fmt.Errorf("config.metadata.uid: required: %w", errdefs.ErrInvalidArgument)
 	}
-	if handler != "" && !m.cfg.Handlers[handler] {
+	if handler != "" && (m.cfg.HasHandler == nil || !m.cfg.HasHandler(handler)) {
 		return "", fmt.Errorf("runtime handler %q is not configured: %w", handler, errdefs.ErrInvalidArgument)
 	}
 	if err := validatePodPaths(cfg); err != nil {

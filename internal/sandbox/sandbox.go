@@ -119,7 +119,9 @@ type Observer interface {
 type Config struct {
 	StateDir string
 	ShmSize  int64 // bytes of each pod's /dev/shm
-	Handlers map[string]bool
+	// HasHandler reports whether a runtime handler pods may ask for is
+	// configured (the container manager's, which a reload changes).
+	HasHandler func(name string) bool
 	// SELinuxEnabled: the host has SELinux, and crid, which applies no
 	// labels, refuses pods that ask for one.
 	SELinuxEnabled bool

@@ -38,6 +38,7 @@ type containerService interface {
 	Recovering() int
 	RuntimeReady() (ok bool, reason, message string)
 	HandlerNames() []string
+	DefaultHandler() string
 }
 
 func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {

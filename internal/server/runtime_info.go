@@ -64,7 +64,7 @@ func (s *Server) RuntimeConfig(ctx context.Context, req *runtimeapi.RuntimeConfi
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	names := s.containers.HandlerNames()
 	for _, n := range names {
-		if n == s.cfg.DefaultRuntime {
+		if n == s.containers.DefaultHandler() {
 			names = append([]string{""}, names...)
 			break
 		}

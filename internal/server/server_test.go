@@ -60,7 +60,7 @@ func newTestServer(t testing.TB) *Server {
 	}
 	t.Cleanup(func() { net.Close() })
 	runc := oci.Handler{Name: "runc", Path: "runc", Root: filepath.Join(cfg.State, "runc")}
-	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, Handlers: map[string]bool{"": true, "runc": true}}, db, net, log)
+	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, HasHandler: func(n string) bool { return n == "" || n == "runc" }}, db, net, log)
 	if err != nil {
 		t.Fatal(err)
 	}

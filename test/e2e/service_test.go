@@ -37,6 +37,25 @@ func TestSIGHUPReloads(t *testing.T) {
 	if c.p.cmd.ProcessState != nil {
 		t.Fatal("crid exited on SIGHUP")
 	}
+	// A runtime handler added to the file serves new pods after SIGHUP.
+	if err := os.WriteFile(cfg, []byte("[runtimes.extra]\npath = \"runc\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.p.cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "handler extra advertised", func() bool {
+		st, _ := rt.Status(ctx(t), &runtimeapi.StatusRequest{})
+		for _, h := range st.GetRuntimeHandlers() {
+			if h.Name == "extra" {
+				return true
+			}
+		}
+		return false
+	})
+	pod, _ := c.podFiles("extra", "exec sleep 3600")
+	podID := strings.TrimSpace(c.mustCrictl("runp", "--runtime", "extra", pod))
+	if out := c.mustCrictl("inspectp", podID); !strings.Contains(out, `"runtimeHandler": "extra"`) {
+		t.Errorf("pod's handler:\n%s", out)
+	}
 	c.mustCrictl("rmp", "-fa")
 	c.assertNothingLeft()
 }

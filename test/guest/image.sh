@@ -86,4 +86,6 @@ rm -rf "$root/boot"/* "$root/var/cache/apt/archives"/*.deb
 truncate -s 6G "$tmp/base.raw"
 mkfs.ext4 -q -F -L crid-guest -d "$root" "$tmp/base.raw"
 rm -rf "$out" && mv "$tmp" "$out"
+# Images of earlier versions of this script are of no further use.
+find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name "$key" ! -name "$key.tmp" -exec rm -rf {} +
 echo "$out"

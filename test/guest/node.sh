@@ -9,14 +9,16 @@ top=$PWD
 suite=$(cat suite)
 export PATH="$top/bin:$PATH" CRID_E2E_BIN="$top/bin" CRID_E2E_REQUIRED=1 CRID_E2E_GUEST=1 TMPDIR=/var/tmp
 rc=0
+# say prints to the log and, for whoever watches the boot, the console.
+say() { echo "$*"; echo "$*" >/dev/ttyS0 2>/dev/null || true; }
 step() {
 	local name=$1
 	shift
-	echo "== $name ($(date +%T))"
+	say "== $name ($(date +%T))"
 	if "$@"; then
-		echo "-- $name: ok"
+		say "-- $name: ok"
 	else
-		echo "-- $name: FAILED"
+		say "-- $name: FAILED"
 		rc=1
 	fi
 }

@@ -38,10 +38,12 @@ type Fact struct {
 // Paths are where the facts are read; tests point them elsewhere.
 type Paths struct {
 	Proc, Sys string
+	// Modules holds the kernel modules, one dir per release.
+	Modules string
 }
 
 // Host is the real node.
-var Host = Paths{Proc: "/proc", Sys: "/sys"}
+var Host = Paths{Proc: "/proc", Sys: "/sys", Modules: "/lib/modules"}
 
 // Network reports whether the CNI network is usable (network.Manager.Ready).
 type Network func() (ok bool, reason, message string)
@@ -158,6 +160,16 @@ func fsFact(p Paths, fs string, fatal bool) Fact {
 		fields := strings.Fields(s.Text())
 		if len(fields) > 0 && fields[len(fields)-1] == fs {
 			f.OK, f.Detail = true, "in the kernel"
+		}
+	}
+	if !f.OK && p.Modules != "" {
+		// A module the kernel loads on the first mount (Debian's overlay).
+		var u unix.Utsname
+		if unix.Uname(&u) == nil {
+			release := unix.ByteSliceToString(u.Release[:])
+			if m, _ := filepath.Glob(filepath.Join(p.Modules, release, "kernel", "fs", "*", fs+".ko*")); len(m) > 0 {
+				f.OK, f.Detail = true, "a module, loaded by the first mount ("+m[0]+")"
+			}
 		}
 	}
 	return f

@@ -21,7 +21,7 @@ mirror=${CRID_GUEST_MIRROR:-http://deb.debian.org/debian}
 packages=(
 	systemd systemd-sysv dbus udev kmod linux-image-amd64 initramfs-tools
 	apparmor sudo runc crun conmon criu containernetworking-plugins
-	iproute2 iptables util-linux mount procps e2fsprogs busybox ca-certificates
+	iproute2 iptables util-linux mount procps e2fsprogs busybox ca-certificates curl
 )
 
 root=$(mktemp -d "$cache.root.XXXXXX")

@@ -7,7 +7,8 @@ set -u
 cd "$(dirname "$0")"
 top=$PWD
 suite=$(cat suite)
-export PATH="$top/bin:$PATH" CRID_E2E_BIN="$top/bin" CRID_E2E_REQUIRED=1 CRID_E2E_GUEST=1 TMPDIR=/var/tmp
+export PATH="$top/bin:$PATH" CRID_E2E_BIN="$top/bin" CRID_E2E_REQUIRED=1 CRID_E2E_GUEST=1 TMPDIR=/var/tmp \
+	RIG_GUEST_BIN="$top/bin/rig-guest"
 rc=0
 # say prints to the log and, for whoever watches the boot, the console.
 say() { echo "$*"; echo "$*" >/dev/ttyS0 2>/dev/null || true; }
@@ -26,12 +27,14 @@ e2e() { # e2e DRIVER REGEXP
 	(cd "$top/src/test/e2e" && CRID_E2E_CGROUP_DRIVER=$1 "$top/bin/e2e.test" -test.v -test.timeout 40m -test.run "$2")
 }
 critest() { # critest DRIVER FOCUS|"" (the groups crid implements)
-	(cd "$top/src" && CRID_CGROUP_DRIVER=$1 ${2:+CRITEST_FOCUS="$2"} bash test/critest.sh)
+	local focus=()
+	[ -n "$2" ] && focus=("CRITEST_FOCUS=$2")
+	(cd "$top/src" && env CRID_CGROUP_DRIVER="$1" "${focus[@]}" bash test/critest.sh)
 }
 
 step "node facts" sh -c 'uname -r; stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers; systemctl --version | head -1; runc --version | head -1; conmon --version | head -1'
 step "crid check" crid check
-focused='TestCgroupResources|TestOOMKilled|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled'
+focused='TestKubeletSummary|TestCgroupResources|TestOOMKilled|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled'
 if [ "$suite" = full ]; then
 	for d in systemd cgroupfs; do
 		step "e2e, $d driver" e2e "$d" .

@@ -2,8 +2,8 @@
 # Runs crid's production-node tests in the guest node (test/guest/image.sh):
 # Debian 12 with systemd as PID 1, pure cgroup v2 and AppArmor, booted under
 # qemu with no network. Everything is built here and shipped on the guest's
-# input disk: crid, the end-to-end test binary, the test rig, crictl and
-# critest.
+# input disk: crid, the end-to-end test binary, the test rig, crictl,
+# critest and the kubelet.
 #
 #   test/guest/run.sh          # the focused leg .ci/run runs (~15 min)
 #   test/guest/run.sh full     # every end-to-end test and the whole critest,
@@ -22,7 +22,7 @@ for tool in qemu-system-x86_64 qemu-img debootstrap mkfs.ext4 debugfs; do
 		break
 	}
 done
-[ -x _output/bin/crictl ] && [ -x _output/bin/critest ] || bash hack/install-deps.sh
+[ -x _output/bin/crictl ] && [ -x _output/bin/critest ] && [ -x _output/bin/kubelet ] || bash hack/install-deps.sh
 
 in=$(mktemp -d /var/tmp/crid-guest-in.XXXXXX)
 out=${CRID_GUEST_OUT:-_output/guest/$suite}
@@ -35,6 +35,8 @@ mkdir -p "$bin/cni" "$in/src/test" "$in/src/_output/bin"
 go build -o "$bin/crid" ./cmd/crid
 go build -tags crashpoints -o "$bin/crid-crashpoints" ./cmd/crid
 go build -o "$bin/rig" ./test/rig/cmd/rig
+# The rig's in-image helper, which it otherwise compiles when it starts.
+CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o "$bin/rig-guest" ./test/rig/images/guest
 go build -o "$bin/cni/cnihang" ./test/e2e/cnihang
 go test -c -o "$bin/e2e.test" ./test/e2e
 cp _output/bin/crictl _output/bin/critest "$bin/"
@@ -43,6 +45,7 @@ cp _output/bin/crictl _output/bin/critest "$bin/"
 cp -r hack "$in/src/"
 cp -r test/e2e test/critest.sh "$in/src/test/"
 ln "$bin/crid" "$bin/rig" "$bin/crictl" "$bin/critest" "$in/src/_output/bin/"
+cp _output/bin/kubelet "$in/src/_output/bin/"
 cp test/guest/node.sh "$in/run.sh"
 echo "$suite" >"$in/suite"
 

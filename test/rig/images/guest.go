@@ -16,8 +16,13 @@ var guestSource []byte
 // static, stripped binary. It builds from an embedded copy in a throwaway
 // module so the rig binary works outside this repository; -trimpath and an
 // empty build ID make the output independent of that temporary path. goCmd
-// may be empty to find "go" on PATH or in GOROOT.
+// may be empty to find "go" on PATH or in GOROOT. Where there is no Go
+// toolchain (the guest VM of test/guest), RIG_GUEST_BIN names a binary of
+// ./guest built beforehand, used as it is.
 func BuildGuest(goCmd string) ([]byte, error) {
+	if prebuilt := os.Getenv("RIG_GUEST_BIN"); prebuilt != "" {
+		return os.ReadFile(prebuilt)
+	}
 	if goCmd == "" {
 		var err error
 		if goCmd, err = exec.LookPath("go"); err != nil {

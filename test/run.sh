@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs all of crid's tests, as root on Debian: static checks, unit and fuzz
 # seed tests (with the race detector), end-to-end tests that drive a real
-# crid with crictl, and the CRI validation suite (critest), all offline.
+# crid with crictl, the CRI validation suite (critest), and the
+# production-node tests in a Debian guest VM (test/guest), all offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/usr/local/go/bin:$PATH" GOFLAGS=-buildvcs=false
@@ -25,4 +26,7 @@ CRID_E2E_REQUIRED=1 go test -count=1 ./test/...
 
 echo "== critest"
 bash test/critest.sh
+
+echo "== the production node, in a guest VM (systemd, cgroup v2, AppArmor)"
+bash test/guest/run.sh
 echo "== all tests passed"

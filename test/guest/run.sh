@@ -6,13 +6,15 @@
 # critest and the kubelet.
 #
 #   test/guest/run.sh          # the focused leg .ci/run runs (~15 min)
-#   test/guest/run.sh full     # every end-to-end test and the whole critest,
-#                              # with each cgroup driver (about an hour)
+#   test/guest/run.sh critest  # critest's groups (test/critest.sh) and its
+#                              # AppArmor specs, with each cgroup driver
+#   test/guest/run.sh full     # that and every end-to-end test, with each
+#                              # cgroup driver (hours under emulation)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH" GOFLAGS=-buildvcs=false
 suite=${1:-focused}
-case "$suite" in focused | full) ;; *) echo "usage: $0 [focused|full]"; exit 2 ;; esac
+case "$suite" in focused | critest | full) ;; *) echo "usage: $0 [focused|critest|full]"; exit 2 ;; esac
 
 for tool in qemu-system-x86_64 qemu-img debootstrap mkfs.ext4 debugfs; do
 	command -v "$tool" >/dev/null || {
@@ -49,7 +51,7 @@ cp _output/bin/kubelet "$in/src/_output/bin/"
 cp test/guest/node.sh "$in/run.sh"
 echo "$suite" >"$in/suite"
 
-timeout=$([ "$suite" = full ] && echo 7200 || echo 1800)
+case "$suite" in focused) timeout=2400 ;; critest) timeout=5400 ;; full) timeout=14400 ;; esac
 rc=0
 bash test/guest/boot.sh "$in" "$out" "$timeout" || rc=$?
 [ -f "$out/log" ] && grep -E '^(==|--) ' "$out/log" || true

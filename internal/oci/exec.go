@@ -100,6 +100,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, h Handler, p *specs.Proce
 	}
 	// Not CommandContext: killing runc would orphan the exec'd process.
 	cmd := exec.Command(h.Path, append(args, id)...)
+	cmd.Env = runtimeEnv()
 	// runc's own errors (container not running) go to its stderr; keep
 	// them apart from the process's output.
 	runcErr := &limitedBuffer{max: 64 << 10}

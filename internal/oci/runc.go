@@ -41,6 +41,7 @@ func (e *runtimeError) notExist() bool {
 // runtimeCmd builds `<runtime> <global args> <args...>`.
 func runtimeCmd(ctx context.Context, h Handler, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, h.Path, append(h.globalArgs(), args...)...)
+	cmd.Env = runtimeEnv()
 	cmd.WaitDelay = time.Second
 	return cmd
 }

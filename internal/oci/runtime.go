@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -37,6 +38,18 @@ func (h Handler) globalArgs() []string {
 		args = append(args, "--systemd-cgroup")
 	}
 	return append(args, h.Args...)
+}
+
+// runtimeEnv is crid's environment for the OCI runtime, without what
+// systemd gave crid itself: with NOTIFY_SOCKET set, runc takes the
+// container for a Type=notify service and proxies a notify socket in its
+// state dir (which fails, or makes runc start wait for the container's
+// READY=1); LISTEN_* are crid's socket activation.
+func runtimeEnv() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "NOTIFY_SOCKET=") || strings.HasPrefix(kv, "LISTEN_FDS=") ||
+			strings.HasPrefix(kv, "LISTEN_PID=") || strings.HasPrefix(kv, "LISTEN_FDNAMES=")
+	})
 }
 
 // Config configures a Runtime.

@@ -161,11 +161,16 @@ func apparmorEnabled() bool {
 	return err == nil && strings.TrimSpace(string(b)) == "Y"
 }
 
-// profileOf is the AppArmor label of the container's init process.
-func (c *crid) profileOf(id string) string {
+// profiles are the AppArmor labels of the container's own process (which
+// printed it to its log first thing) and of a process exec'd in it.
+func (c *crid) profiles(id string) (own, exec string) {
 	c.t.Helper()
-	out := c.mustCrictl("exec", "-s", id, "cat", "/proc/1/attr/current")
-	return strings.TrimSpace(out)
+	waitUntil(c.t, "the container's log", func() bool {
+		own, _ = c.crictl("logs", id)
+		return strings.TrimSpace(own) != ""
+	})
+	exec = c.mustCrictl("exec", "-s", id, "cat", "/proc/self/attr/current")
+	return strings.TrimSpace(own), strings.TrimSpace(exec)
 }
 
 // RuntimeDefault confines a container with crid's default profile,
@@ -209,7 +214,7 @@ func TestAppArmor(t *testing.T) {
 					code = codes.FailedPrecondition
 				}
 			}
-			_, ctrID, err := c.runPodWith("aa-"+tc.name, "exec sleep 3600", func(cfg *runtimeapi.ContainerConfig) {
+			_, ctrID, err := c.runPodWith("aa-"+tc.name, "cat /proc/self/attr/current; exec sleep 3600", func(cfg *runtimeapi.ContainerConfig) {
 				cfg.Linux.SecurityContext.Apparmor = tc.profile
 				cfg.Linux.SecurityContext.ApparmorProfile = tc.legacy
 			})
@@ -220,8 +225,8 @@ func TestAppArmor(t *testing.T) {
 			if err != nil || want == "" {
 				return
 			}
-			if got := c.profileOf(ctrID); got != want {
-				t.Errorf("confined by %q, want %q", got, want)
+			if own, exec := c.profiles(ctrID); own != want || exec != want {
+				t.Errorf("confined by %q, exec'd process by %q; want %q", own, exec, want)
 			}
 			if tc.name == "localhost" {
 				if _, err := c.crictl("exec", "-s", ctrID, "touch", "/tmp/x"); err == nil {

@@ -64,8 +64,10 @@ type Container struct {
 	Message    string    `json:"message,omitempty"`
 	Pid        int       `json:"pid,omitempty"`
 
-	LogPath    string `json:"logPath,omitempty"`
-	StopSignal int    `json:"stopSignal"`
+	LogPath string `json:"logPath,omitempty"`
+	// StopSignal is what StopContainer sends before SIGKILL: the config's
+	// stop_signal, else the image's StopSignal, else SIGTERM.
+	StopSignal int `json:"stopSignal"`
 	// MonitorCgroup is the cgroupfs path of conmon's own cgroup, if any.
 	MonitorCgroup string `json:"monitorCgroup,omitempty"`
 	Infra         bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls

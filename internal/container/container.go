@@ -222,6 +222,18 @@ func visible(c *Container) bool { return c.State != StateCreating && !c.Removing
 // List returns copies of all existing containers the kubelet made.
 func (m *Manager) List() []Container { return m.recs.List(visible) }
 
+// PodStatuses are the statuses of every container of the pod the kubelet
+// made, newest first: PodSandboxStatus reports them (containers_statuses,
+// for the kubelet's evented PLEG) and so do the pod's lifecycle events.
+func (m *Manager) PodStatuses(podID string) []*runtimeapi.ContainerStatus {
+	cs := m.recs.List(func(c *Container) bool { return visible(c) && c.SandboxID == podID })
+	out := make([]*runtimeapi.ContainerStatus, 0, len(cs))
+	for _, c := range Sorted(cs) {
+		out = append(out, c.CRIStatus())
+	}
+	return out
+}
+
 // InUse reports whether any container uses the image (its layers are the
 // container's overlayfs lower directories).
 func (m *Manager) InUse(imageID digest.Digest) (string, bool) {

@@ -152,6 +152,9 @@ type Config struct {
 	Handlers          map[string]oci.Handler // at start; a reload calls SetHandlers
 	DefaultHandler    string
 	SandboxImage      string // pause image for pods sharing a PID namespace
+	// CDISpecDirs hold the CDI spec files that name the devices containers
+	// ask for (config [cdi] spec_dirs); none: no CDI device resolves.
+	CDISpecDirs []string
 }
 
 // Manager creates and tracks containers.
@@ -163,6 +166,7 @@ type Manager struct {
 	sandboxes Sandboxes
 	log       *slog.Logger
 	host      hostFacts
+	cdi       *cdiRegistry
 	recs      *store.Table[Container]
 	steps     steps.Recorder[Container]
 
@@ -195,7 +199,7 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 	}
 	m := &Manager{
 		cfg: cfg, cgroups: cgroup.Layout{Driver: cfg.CgroupDriver}, rt: rt, images: images, sandboxes: sandboxes,
-		log: log, host: host, recs: recs,
+		log: log, host: host, recs: recs, cdi: newCDIRegistry(cfg.CDISpecDirs, log),
 	}
 	m.steps = steps.Recorder[Container]{Table: recs, Log: func(c *Container) *steps.Log { return &c.Steps }, Op: "container"}
 	m.hset.Store(newHandlerSet(cfg.Handlers, cfg.DefaultHandler))

@@ -223,6 +223,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 				ResolvConfPath:     sb.ResolvConf(),
 				HostsPath:          sb.Hosts(),
 				HostnamePath:       sb.Hostname(),
+				CDI:                m.cdi,
 			})
 			if err != nil {
 				return err

@@ -227,6 +227,7 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 		Handlers:       handlers,
 		DefaultHandler: cfg.DefaultRuntime,
 		SandboxImage:   cfg.Image.SandboxImage,
+		CDISpecDirs:    cfg.CDI.SpecDirs,
 	}, db, rt, images, pods, log.With("component", "container"))
 	if err != nil {
 		return err

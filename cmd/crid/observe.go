@@ -50,13 +50,7 @@ func setupObservability(ctx context.Context, d deps) (*observability, error) {
 		if sb, err := d.pods.Get(podID); err == nil {
 			ps = sb.CRIStatus()
 		}
-		var cs []*runtimeapi.ContainerStatus
-		for _, c := range d.containers.List() {
-			if c.SandboxID == podID {
-				cs = append(cs, c.CRIStatus())
-			}
-		}
-		return ps, cs
+		return ps, d.containers.PodStatuses(podID)
 	})
 	obs := observer{o}
 	d.pods.Observer = obs

@@ -55,6 +55,7 @@ type Config struct {
 	ShmSize int64 `toml:"shm_size" json:"shm_size"`
 
 	Network NetworkConfig `toml:"network" json:"network"`
+	CDI     CDIConfig     `toml:"cdi" json:"cdi"`
 
 	Streaming StreamingConfig `toml:"streaming" json:"streaming"`
 	Metrics   MetricsConfig   `toml:"metrics" json:"metrics"`
@@ -93,6 +94,16 @@ type Runtime struct {
 type NetworkConfig struct {
 	ConfDir string   `toml:"conf_dir" json:"conf_dir"`
 	BinDirs []string `toml:"bin_dirs" json:"bin_dirs"`
+}
+
+// CDIConfig configures the Container Device Interface: the spec files that
+// name the devices ContainerConfig.CDI_devices (and the cdi.k8s.io/
+// annotations) ask for.
+type CDIConfig struct {
+	// SpecDirs are searched for CDI spec files (*.json, *.yaml), a later
+	// dir's device winning over an earlier one's of the same name; empty:
+	// no CDI device resolves.
+	SpecDirs []string `toml:"spec_dirs" json:"spec_dirs"`
 }
 
 // ImageConfig configures the image service.
@@ -150,6 +161,7 @@ func Default() Config {
 			ConfDir: "/etc/cni/net.d",
 			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
 		},
+		CDI: CDIConfig{SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
 		Streaming: StreamingConfig{
 			Address:     "127.0.0.1",
 			IdleTimeout: Duration(4 * time.Hour),
@@ -244,6 +256,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ShmSize <= 0 {
 		errs = append(errs, errors.New("shm_size: must be positive"))
+	}
+	for i, dir := range c.CDI.SpecDirs {
+		if !filepath.IsAbs(dir) {
+			errs = append(errs, fmt.Errorf("cdi.spec_dirs[%d]: %q is not an absolute path", i, dir))
+		}
 	}
 	if c.Image.MaxConcurrentDownloads < 1 {
 		errs = append(errs, errors.New("image.max_concurrent_downloads: must be at least 1"))

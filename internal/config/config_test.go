@@ -45,6 +45,11 @@ func TestParse(t *testing.T) {
 		{name: "bad driver", in: "cgroup_driver = \"x\"\n", wantErr: "cgroup_driver"},
 		{name: "bad duration", in: "[image]\npull_progress_timeout = \"soon\"\n", wantErr: "line 2"},
 		{name: "bad level", in: "log_level = \"loud\"\n", wantErr: "log_level"},
+		{name: "cdi dirs replaced", in: "[cdi]\nspec_dirs = [\"/opt/cdi\"]\n",
+			check: func(c Config) bool { return len(c.CDI.SpecDirs) == 1 && c.CDI.SpecDirs[0] == "/opt/cdi" }},
+		{name: "cdi off", in: "[cdi]\nspec_dirs = []\n", check: func(c Config) bool { return len(c.CDI.SpecDirs) == 0 }},
+		{name: "relative cdi dir", in: "[cdi]\nspec_dirs = [\"cdi\"]\n", wantErr: `cdi.spec_dirs[0]: "cdi" is not an absolute path`},
+		{name: "unknown cdi key", in: "[cdi]\nspec_dir = []\n", wantErr: `line 2 column 1: unknown key "cdi.spec_dir"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Default()

@@ -64,8 +64,10 @@ type Container struct {
 	Message    string    `json:"message,omitempty"`
 	Pid        int       `json:"pid,omitempty"`
 
-	LogPath    string `json:"logPath,omitempty"`
-	StopSignal int    `json:"stopSignal"`
+	LogPath string `json:"logPath,omitempty"`
+	// StopSignal is what StopContainer sends before SIGKILL: the config's
+	// stop_signal, else the image's StopSignal, else SIGTERM.
+	StopSignal int `json:"stopSignal"`
 	// MonitorCgroup is the cgroupfs path of conmon's own cgroup, if any.
 	MonitorCgroup string `json:"monitorCgroup,omitempty"`
 	Infra         bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls
@@ -150,6 +152,9 @@ type Config struct {
 	Handlers          map[string]oci.Handler // at start; a reload calls SetHandlers
 	DefaultHandler    string
 	SandboxImage      string // pause image for pods sharing a PID namespace
+	// CDISpecDirs hold the CDI spec files that name the devices containers
+	// ask for (config [cdi] spec_dirs); none: no CDI device resolves.
+	CDISpecDirs []string
 }
 
 // Manager creates and tracks containers.
@@ -161,6 +166,7 @@ type Manager struct {
 	sandboxes Sandboxes
 	log       *slog.Logger
 	host      hostFacts
+	cdi       *cdiRegistry
 	recs      *store.Table[Container]
 	steps     steps.Recorder[Container]
 
@@ -193,7 +199,7 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 	}
 	m := &Manager{
 		cfg: cfg, cgroups: cgroup.Layout{Driver: cfg.CgroupDriver}, rt: rt, images: images, sandboxes: sandboxes,
-		log: log, host: host, recs: recs,
+		log: log, host: host, recs: recs, cdi: newCDIRegistry(cfg.CDISpecDirs, log),
 	}
 	m.steps = steps.Recorder[Container]{Table: recs, Log: func(c *Container) *steps.Log { return &c.Steps }, Op: "container"}
 	m.hset.Store(newHandlerSet(cfg.Handlers, cfg.DefaultHandler))
@@ -219,6 +225,18 @@ func visible(c *Container) bool { return c.State != StateCreating && !c.Removing
 
 // List returns copies of all existing containers the kubelet made.
 func (m *Manager) List() []Container { return m.recs.List(visible) }
+
+// PodStatuses are the statuses of every container of the pod the kubelet
+// made, newest first: PodSandboxStatus reports them (containers_statuses,
+// for the kubelet's evented PLEG) and so do the pod's lifecycle events.
+func (m *Manager) PodStatuses(podID string) []*runtimeapi.ContainerStatus {
+	cs := m.recs.List(func(c *Container) bool { return visible(c) && c.SandboxID == podID })
+	out := make([]*runtimeapi.ContainerStatus, 0, len(cs))
+	for _, c := range Sorted(cs) {
+		out = append(out, c.CRIStatus())
+	}
+	return out
+}
 
 // InUse reports whether any container uses the image (its layers are the
 // container's overlayfs lower directories).

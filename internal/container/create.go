@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -40,6 +41,11 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if p := cfg.GetLogPath(); p != "" && (filepath.IsAbs(p) || hasDotDot(p)) {
 		return "", fmt.Errorf("config.log_path %q: must be relative to the pod's log directory, without '..': %w", p, errdefs.ErrInvalidArgument)
 	}
+	if s := cfg.GetStopSignal(); s != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		if _, ok := spec.SignalNumber(s); !ok {
+			return "", fmt.Errorf("config.stop_signal: %d is no signal: %w", s, errdefs.ErrInvalidArgument)
+		}
+	}
 	// The pod is held until the container is recorded whole (or rolled
 	// back): a RemovePodSandbox meanwhile waits, and never orphans it.
 	sb, release, err := m.sandboxes.Use(podID)
@@ -63,6 +69,15 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 		return "", err
 	}
 	return id, nil
+}
+
+// stopSignal is the signal StopContainer sends first: the config's
+// stop_signal (KEP-4960), else the image's StopSignal, else SIGTERM.
+func stopSignal(cfg *runtimeapi.ContainerConfig, img ocispec.ImageConfig) syscall.Signal {
+	if sig, ok := spec.SignalNumber(cfg.GetStopSignal()); ok {
+		return sig
+	}
+	return spec.StopSignal(img)
 }
 
 func hasDotDot(p string) bool {
@@ -109,7 +124,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		Handler:    h.Name,
 		State:      StateCreating,
 		CreatedAt:  time.Now(),
-		StopSignal: int(spec.StopSignal(imgCfg.Config)),
+		StopSignal: int(stopSignal(cfg, imgCfg.Config)),
 		Infra:      infra,
 		config:     cfg,
 	}
@@ -208,6 +223,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 				ResolvConfPath:     sb.ResolvConf(),
 				HostsPath:          sb.Hosts(),
 				HostnamePath:       sb.Hostname(),
+				CDI:                m.cdi,
 			})
 			if err != nil {
 				return err

@@ -291,8 +291,9 @@ func (f *fakeRuntime) ReopenLog(context.Context, string) error { return errdefs.
 
 // fakeImages holds one image, "busybox", whose layers are test dirs.
 type fakeImages struct {
-	img    image.Image
-	layers map[digest.Digest]string
+	img        image.Image
+	layers     map[digest.Digest]string
+	stopSignal string // the image config's StopSignal: "" means SIGTERM, "none" unset
 }
 
 const testImage = "busybox"
@@ -309,7 +310,14 @@ func (f *fakeImages) Pull(context.Context, string, *image.Auth) (digest.Digest, 
 }
 
 func (f *fakeImages) Config(image.Image) ([]byte, error) {
-	return []byte(`{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"],"StopSignal":"SIGTERM"},"rootfs":{"type":"layers"}}`), nil
+	sig := f.stopSignal
+	switch sig {
+	case "":
+		sig = "SIGTERM"
+	case "none":
+		sig = ""
+	}
+	return fmt.Appendf(nil, `{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"],"StopSignal":%q},"rootfs":{"type":"layers"}}`, sig), nil
 }
 
 func (f *fakeImages) LayerDir(d digest.Digest) string { return f.layers[d] }

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"syscall"
 
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crid-project/crid/internal/container/spec"
 )
 
 func (c *Container) criState() runtimeapi.ContainerState {
@@ -51,6 +54,7 @@ func (c *Container) CRIStatus() *runtimeapi.ContainerStatus {
 		Annotations: cfg.GetAnnotations(),
 		Mounts:      cfg.GetMounts(),
 		LogPath:     c.LogPath,
+		StopSignal:  c.criStopSignal(),
 	}
 	if len(c.Resources) > 0 {
 		r := &runtimeapi.LinuxContainerResources{}
@@ -65,6 +69,19 @@ func (c *Container) CRIStatus() *runtimeapi.ContainerStatus {
 		}
 	}
 	return st
+}
+
+// criStopSignal is the signal StopContainer sends first, as containerd
+// reports it: the configured one as the kubelet named it, else the image's
+// (or SIGTERM, recorded at create).
+func (c *Container) criStopSignal() runtimeapi.Signal {
+	if s := c.ContainerConfig().GetStopSignal(); s != runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
+		return s
+	}
+	if c.StopSignal == 0 {
+		return runtimeapi.Signal_SIGNAL_SIGTERM
+	}
+	return spec.CRISignal(syscall.Signal(c.StopSignal))
 }
 
 // CRI is the container as ListContainers reports it.

@@ -31,6 +31,8 @@ type containerService interface {
 	Remove(ctx context.Context, id string) error
 	Get(id string) (container.Container, error)
 	List() []container.Container
+	// PodStatuses are the statuses of the pod's containers.
+	PodStatuses(podID string) []*runtimeapi.ContainerStatus
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (oci.ExecResult, error)
 	UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
@@ -70,11 +72,18 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id", "required")
 	}
+	// Taken first: the statuses are at least as new as the timestamp the
+	// kubelet's evented PLEG files them under.
+	now := time.Now()
 	sb, err := s.pods.Get(req.GetPodSandboxId())
 	if err != nil {
 		return nil, err
 	}
-	resp := &runtimeapi.PodSandboxStatusResponse{Status: sb.CRIStatus()}
+	resp := &runtimeapi.PodSandboxStatusResponse{
+		Status:             sb.CRIStatus(),
+		ContainersStatuses: s.containers.PodStatuses(sb.ID),
+		Timestamp:          now.UnixNano(),
+	}
 	if req.GetVerbose() {
 		resp.Info = sb.Info()
 	}

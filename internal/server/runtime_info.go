@@ -34,8 +34,15 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			{Type: runtimeapi.NetworkReady, Status: netReady, Reason: reason, Message: message},
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
-		// Merge and Strict are both implemented (internal/container/spec).
-		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
+		Features: &runtimeapi.RuntimeFeatures{
+			// Merge and Strict are both implemented (internal/container/spec).
+			SupplementalGroupsPolicy: true,
+			// Mount.mount_options: noexec, nosuid, nodev and the access-time
+			// options are applied to bind mounts, anything else refused
+			// (internal/container/spec, addBindOptions). The kubelet
+			// rejects pods that ask for them unless this is set.
+			MountOptions: true,
+		},
 	}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)

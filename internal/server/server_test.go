@@ -134,6 +134,9 @@ func TestVersionStatusRuntimeConfig(t *testing.T) {
 	if st.Info["config"] == "" {
 		t.Fatal("verbose status lacks the config")
 	}
+	if f := st.GetFeatures(); !f.GetSupplementalGroupsPolicy() || !f.GetMountOptions() || f.GetUserNamespacesHostNetwork() {
+		t.Errorf("runtime features %v", f)
+	}
 	for driver, want := range map[string]runtimeapi.CgroupDriver{"cgroupfs": runtimeapi.CgroupDriver_CGROUPFS, "systemd": runtimeapi.CgroupDriver_SYSTEMD} {
 		s.cfg.CgroupDriver = driver
 		rc, err := s.RuntimeConfig(ctx, &runtimeapi.RuntimeConfigRequest{})

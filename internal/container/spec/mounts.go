@@ -200,8 +200,52 @@ func bindMount(field string, m *runtimeapi.Mount, dst string, rroSupported bool,
 	default:
 		opts = append(opts, "rw")
 	}
+	if opts, err = addBindOptions(field+".mount_options", opts, m.GetMountOptions()); err != nil {
+		return specs.Mount{}, err
+	}
 	// selinux_relabel is ignored: this host has no SELinux.
 	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
+}
+
+// bindOptions are the mount_options (KEP-5855) a CRI mount may add to its
+// bind mount, each with its group: at most one of a group may be given.
+// They are the flags that only take away from what the container can do
+// through the mount (the Kubernetes API allows noexec, nodev and nosuid)
+// and the access-time policy. Their opposites (exec, suid, dev) are not
+// taken: they could only lift a restriction the host put on the source,
+// which is not the container's to lift. Read-only and propagation have
+// fields of their own, and a bind mount takes no filesystem data.
+var bindOptions = map[string]string{
+	"noexec": "noexec", "nosuid": "nosuid", "nodev": "nodev", "nodiratime": "nodiratime",
+	"noatime": "atime", "relatime": "atime", "strictatime": "atime",
+}
+
+// addBindOptions appends the mount_options to opts (runc remounts the bind
+// mount with them), each once, and refuses any other option.
+func addBindOptions(field string, opts, extra []string) ([]string, error) {
+	groups := map[string]string{}
+	for i, o := range extra {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		group, ok := bindOptions[o]
+		switch {
+		case ok:
+		case o == "ro" || o == "rw" || o == "rro":
+			return nil, invalid(f, "%q: set readonly (and recursive_read_only) instead", o)
+		case slices.Contains([]string{"private", "rprivate", "slave", "rslave", "shared", "rshared"}, o):
+			return nil, invalid(f, "%q: set propagation instead", o)
+		default:
+			return nil, invalid(f, "%q is not a bind mount option crid applies (noexec, nosuid, nodev, noatime, relatime, strictatime, nodiratime)", o)
+		}
+		if prev, dup := groups[group]; dup {
+			if prev == o {
+				continue
+			}
+			return nil, invalid(f, "%q conflicts with %q", o, prev)
+		}
+		groups[group] = o
+		opts = append(opts, o)
+	}
+	return opts, nil
 }
 
 // mountLookup reads /proc/self/mountinfo once per Build, and only when a

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -150,6 +151,52 @@ func TestMounts(t *testing.T) {
 			s, _, err := Build(in)
 			if checkErr(t, err, tc.wantErr) {
 				tc.check(t, s)
+			}
+		})
+	}
+}
+
+func TestMountOptions(t *testing.T) {
+	host := t.TempDir()
+	for _, tc := range []struct {
+		name     string
+		readonly bool
+		opts     []string
+		want     []string // the mount's options after rbind and rprivate
+		wantErr  string
+	}{
+		{name: "none", want: []string{"rw"}},
+		{name: "kubernetes' three", opts: []string{"noexec", "nodev", "nosuid"}, want: []string{"rw", "noexec", "nodev", "nosuid"}},
+		{name: "with readonly", readonly: true, opts: []string{"noexec"}, want: []string{"ro", "noexec"}},
+		{name: "access times", opts: []string{"noatime", "nodiratime"}, want: []string{"rw", "noatime", "nodiratime"}},
+		{name: "strictatime", opts: []string{"strictatime"}, want: []string{"rw", "strictatime"}},
+		{name: "relatime", opts: []string{"relatime"}, want: []string{"rw", "relatime"}},
+		{name: "repeated once", opts: []string{"noexec", "noexec"}, want: []string{"rw", "noexec"}},
+		{name: "two atime policies", opts: []string{"noatime", "relatime"}, wantErr: `mount_options[1]: "relatime" conflicts with "noatime"`},
+		{name: "exec lifts", opts: []string{"exec"}, wantErr: `mount_options[0]: "exec" is not a bind mount option`},
+		{name: "suid lifts", opts: []string{"nodev", "suid"}, wantErr: `mount_options[1]: "suid"`},
+		{name: "dev lifts", opts: []string{"dev"}, wantErr: `"dev"`},
+		{name: "ro has a field", opts: []string{"ro"}, wantErr: "set readonly"},
+		{name: "rw has a field", readonly: true, opts: []string{"rw"}, wantErr: "set readonly"},
+		{name: "propagation has a field", opts: []string{"rshared"}, wantErr: "set propagation"},
+		{name: "filesystem data", opts: []string{"size=1m"}, wantErr: `"size=1m"`},
+		{name: "bind", opts: []string{"bind"}, wantErr: `"bind"`},
+		{name: "empty", opts: []string{""}, wantErr: `mount_options[0]: ""`},
+		{name: "case matters", opts: []string{"NOEXEC"}, wantErr: `"NOEXEC"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := testInput(t)
+			in.Config.Mounts = []*runtimeapi.Mount{{HostPath: host, ContainerPath: "/v", Readonly: tc.readonly, MountOptions: tc.opts}}
+			s, _, err := Build(in)
+			if !checkErr(t, err, tc.wantErr) {
+				if !errdefs.IsInvalidArgument(err) {
+					t.Errorf("error %v is no InvalidArgument", err)
+				}
+				return
+			}
+			m := findMount(s, "/v")
+			if want := append([]string{"rbind", "rprivate"}, tc.want...); !slices.Equal(m.Options, want) {
+				t.Errorf("options %v, want %v", m.Options, want)
 			}
 		})
 	}

@@ -4,10 +4,11 @@
 // It is a pure translation: the only things it reads are the image's
 // /etc/passwd and /etc/group under the rootfs, the host paths of CRI mounts and
 // devices (stat, symlink resolution, /proc/self/mountinfo for propagation
-// checks) and, for privileged containers, the host's /dev. Everything else the
-// host knows (capability bounding set, minimum oom_score_adj, namespace paths,
-// cgroups path, AppArmor's loaded profiles, whether SELinux is on) is passed
-// in by the caller.
+// checks), for privileged containers the host's /dev, and for CDI devices
+// what the caller's CDIInjector reads (CDI spec files, the device nodes they
+// name). Everything else the host knows (capability bounding set, minimum
+// oom_score_adj, namespace paths, cgroups path, AppArmor's loaded profiles,
+// whether SELinux is on) is passed in by the caller.
 //
 // Bad input is reported as an error wrapping errdefs.ErrInvalidArgument (or
 // errdefs.ErrFailedPrecondition / ErrNotImplemented for what this host or crid
@@ -108,6 +109,11 @@ type Input struct {
 	// exists). crid applies no SELinux labels, so then a request with
 	// SELinux options is refused; without SELinux they are ignored.
 	SELinuxEnabled bool
+	// CDI resolves the CDI devices the container asks for (CDI_devices and
+	// cdi.k8s.io/ annotations) from the CDI spec files; their edits are
+	// applied last but for the seccomp filter. Nil: a container that asks
+	// for one fails with FailedPrecondition.
+	CDI CDIInjector
 }
 
 // Annotations crid sets on every container, named as containerd names them so
@@ -199,6 +205,10 @@ func Build(in Input) (*specs.Spec, *runtimeapi.ContainerUser, error) {
 	if s.Process.OOMScoreAdj, err = oomScoreAdj(in.Config.GetLinux().GetResources(), in.MinOOMScoreAdj); err != nil {
 		return nil, nil, err
 	}
+	// After the devices, mounts, env and user: CDI edits add to them.
+	if err := setCDIDevices(s, in); err != nil {
+		return nil, nil, err
+	}
 
 	if privileged {
 		// Privileged containers see the host as it is: nothing masked, no
@@ -212,7 +222,7 @@ func Build(in Input) (*specs.Spec, *runtimeapi.ContainerUser, error) {
 		}
 	}
 	s.Annotations = annotations(in)
-	return s, containerUser(usr), nil
+	return s, containerUser(s.Process.User), nil
 }
 
 func annotations(in Input) map[string]string {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +24,20 @@ import (
 // cgroupV2 reports a pure cgroup v2 host.
 func cgroupV2() bool {
 	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// hostHas reports whether the host's cgroups have a file: on v2 in a child
+// of the root (init.scope), on v1 at the path below /sys/fs/cgroup.
+func hostHas(v2, v1 string) bool {
+	path := filepath.Join("/sys/fs/cgroup", v1)
+	if cgroupV2() {
+		path = filepath.Join("/sys/fs/cgroup/init.scope", v2)
+		if _, err := os.Stat("/sys/fs/cgroup/init.scope"); err != nil {
+			path = filepath.Join("/sys/fs/cgroup", v2) // no systemd: a v2 root has no such files
+		}
+	}
+	_, err := os.Stat(path)
 	return err == nil
 }
 
@@ -89,9 +104,18 @@ func TestCgroupResources(t *testing.T) {
 	if err != nil || !strings.EqualFold(rc.GetLinux().GetCgroupDriver().String(), driver) {
 		t.Fatalf("RuntimeConfig: %v, %v; want driver %s", rc, err, driver)
 	}
+	// Swap and hugetlb limits where the host's cgroups have them.
+	swap := hostHas("memory.swap.max", "memory/memory.memsw.limit_in_bytes")
+	hugetlb := hostHas("hugetlb.2MB.max", "hugetlb/hugetlb.2MB.limit_in_bytes")
 	_, ctrID, err := c.runPodWith("res", "exec sleep 3600", func(cfg *runtimeapi.ContainerConfig) {
 		cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{
 			MemoryLimitInBytes: 64 << 20, CpuPeriod: 100000, CpuQuota: 50000, CpuShares: 512,
+		}
+		if swap {
+			cfg.Linux.Resources.MemorySwapLimitInBytes = 128 << 20
+		}
+		if hugetlb {
+			cfg.Linux.Resources.HugepageLimits = []*runtimeapi.HugepageLimit{{PageSize: "2MB", Limit: 0}}
 		}
 		if cgroupV2() {
 			cfg.Linux.Resources.Unified = map[string]string{"pids.max": "100"}
@@ -103,10 +127,23 @@ func TestCgroupResources(t *testing.T) {
 	want := map[string]string{
 		"memory.limit_in_bytes": "67108864", "cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000", "cpu.shares": "512",
 	}
+	if swap {
+		want["memory.memsw.limit_in_bytes"] = "134217728"
+	}
+	if hugetlb {
+		want["hugetlb.2MB.limit_in_bytes"] = "0"
+	}
 	if cgroupV2() {
 		// runc's conversion of 512 shares to a weight: 1 + (512-2)*9999/262142.
 		want = map[string]string{"memory.max": "67108864", "cpu.max": "50000 100000", "cpu.weight": "20", "pids.max": "100"}
+		if swap {
+			want["memory.swap.max"] = "67108864" // v2 counts swap alone
+		}
+		if hugetlb {
+			want["hugetlb.2MB.max"] = "0"
+		}
 	}
+	t.Logf("checking %v", want)
 	for file, v := range want {
 		if got := ctrCgroupFile(t, "res", ctrID, file); got != v {
 			t.Errorf("%s = %q, want %q", file, got, v)
@@ -256,7 +293,13 @@ func TestSystemdService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe := "ExecStart=/usr/bin/nsenter --net=/run/netns/" + netns + " " + bin.crid + " " + strings.Join(c.args(), " ")
+	// No --cgroup-driver: crid picks systemd itself, as systemd booted
+	// this host.
+	args := c.args()
+	if i := slices.Index(args, "--cgroup-driver"); i >= 0 {
+		args = slices.Delete(args, i, i+2)
+	}
+	exe := "ExecStart=/usr/bin/nsenter --net=/run/netns/" + netns + " " + bin.crid + " " + strings.Join(args, " ")
 	text := strings.Replace(string(body), "ExecStart=/usr/local/bin/crid", exe, 1)
 	if text == string(body) {
 		t.Fatal("no ExecStart=/usr/local/bin/crid in hack/systemd/crid.service")
@@ -283,6 +326,13 @@ func TestSystemdService(t *testing.T) {
 	systemctl("start", unit)
 	if _, err := c.crictl("version"); err != nil {
 		t.Fatalf("after systemctl start: %v", err)
+	}
+	rc, err := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock)).RuntimeConfig(ctx(t), &runtimeapi.RuntimeConfigRequest{})
+	if err != nil || rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_SYSTEMD {
+		t.Fatalf("RuntimeConfig without a configured driver: %v, %v; want SYSTEMD", rc, err)
+	}
+	if out, _ := exec.Command("journalctl", "-u", unit, "--no-pager").Output(); !strings.Contains(string(out), "cgroup_driver_source=detected") {
+		t.Errorf("crid's log does not say it detected the driver:\n%s", out)
 	}
 	podID, ctrID := c.runPod("svc", "exec sleep 3600")
 	monitor := c.conmonPID(ctrID)

@@ -18,13 +18,12 @@ BIN="$PWD/_output/bin"
 
 # The groups crid implements (Streaming: exec, attach and port-forward, with
 # and without TTY, host network included; AppArmor, whose specs skip
-# themselves on a host without it). Skipped, each for a reason:
+# themselves on a host without it; Image Volume). Skipped, each for a reason:
 # - test-image-digest pins an upstream digest (sha256:9700f9a2…) that no
 #   offline build can reproduce;
-# - user namespaces: not supported yet;
-# - image volumes: not supported yet.
-FOCUS=${CRITEST_FOCUS:-'\[k8s.io\] (PodSandbox|Container|Container Mount Propagation|Container Mount Readonly|Container OOM|Idempotence|Image Consistency|Image Identifier Consistency|Image Manager|Multiple Containers \[Conformance\]|Networking|Runtime info|Security Context|Streaming|AppArmor) '}
-SKIP=${CRITEST_SKIP:-'public image with digest should be pulled and removed|UserNamespaces|ImageVolume'}
+# - user namespaces: not supported yet.
+FOCUS=${CRITEST_FOCUS:-'\[k8s.io\] (PodSandbox|Container|Container Mount Propagation|Container Mount Readonly|Container OOM|Idempotence|Image Consistency|Image Identifier Consistency|Image Manager|Image Volume|Multiple Containers \[Conformance\]|Networking|Runtime info|Security Context|Streaming|AppArmor) '}
+SKIP=${CRITEST_SKIP:-'public image with digest should be pulled and removed|UserNamespaces'}
 
 work=$(mktemp -d /tmp/crid-critest.XXXXXX)
 ns="crid-critest-$$"

@@ -73,6 +73,10 @@ type Container struct {
 	Infra         bool   `json:"infra,omitempty"`     // a pod's pause process: hidden from CRI calls
 	User          []byte `json:"user,omitempty"`      // runtimeapi.ContainerUser, protobuf
 	Resources     []byte `json:"resources,omitempty"` // runtimeapi.LinuxContainerResources, protobuf
+	// ImageVolumes are the images mounted for the config's image mounts,
+	// recorded with the record itself: InUse sees them before they are
+	// mounted and until the record is gone.
+	ImageVolumes []ImageVolume `json:"imageVolumes,omitempty"`
 
 	// Steps are the side effects made for the container (see steps.go).
 	Steps steps.Log `json:"steps,omitempty"`
@@ -239,9 +243,9 @@ func (m *Manager) PodStatuses(podID string) []*runtimeapi.ContainerStatus {
 }
 
 // InUse reports whether any container uses the image (its layers are the
-// container's overlayfs lower directories).
+// lower directories of the container's rootfs or of an image volume).
 func (m *Manager) InUse(imageID digest.Digest) (string, bool) {
-	for _, c := range m.recs.List(func(c *Container) bool { return c.ImageID == imageID }) {
+	for _, c := range m.recs.List(func(c *Container) bool { return c.usesImage(imageID) }) {
 		return c.ID, true
 	}
 	return "", false

@@ -20,6 +20,7 @@ import (
 
 	"github.com/crid-project/crid/internal/container/spec"
 	"github.com/crid-project/crid/internal/ids"
+	"github.com/crid-project/crid/internal/image"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
@@ -141,6 +142,14 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err != nil {
 		return err
 	}
+	imgMounts, err := spec.ImageMounts(cfg)
+	if err != nil {
+		return err
+	}
+	var volImgs []image.Image
+	if c.ImageVolumes, volImgs, err = m.imageVolumes(imgMounts); err != nil {
+		return err
+	}
 	unlock := m.recs.Lock(id)
 	defer unlock()
 	if err := m.recs.Insert(c); err != nil {
@@ -155,6 +164,11 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			}
 		}
 	}()
+	// A RemoveImage between the lookups above and the insert saw no
+	// container using the images; InUse sees this record from now on.
+	if err := m.imagesPresent(c); err != nil {
+		return err
+	}
 
 	plan := []steps.Step[Container]{{
 		Name: stepDirs,
@@ -178,6 +192,17 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		Name: stepRootfs,
 		Make: func(context.Context, Container) error { return m.mountRootfs(id, img.Layers) },
 	}}
+	var volumeSrcs map[int]string
+	if len(imgMounts) > 0 {
+		plan = append(plan, steps.Step[Container]{
+			Name: stepImageVolumes,
+			Make: func(context.Context, Container) error {
+				var err error
+				volumeSrcs, err = m.mountImageVolumes(id, imgMounts, volImgs)
+				return err
+			},
+		})
+	}
 	if target != nil {
 		plan = append(plan, steps.Step[Container]{
 			Name: stepPIDNS,
@@ -223,6 +248,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 				ResolvConfPath:     sb.ResolvConf(),
 				HostsPath:          sb.Hosts(),
 				HostnamePath:       sb.Hostname(),
+				ImageVolumes:       volumeSrcs,
 				CDI:                m.cdi,
 			})
 			if err != nil {
@@ -260,12 +286,12 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err != nil {
 		return err
 	}
-	m.stage("rootfs", took[stepDirs]+took[stepRootfs])
+	m.stage("rootfs", took[stepDirs]+took[stepRootfs]+took[stepImageVolumes])
 	m.stage("spec", specDone.Sub(specStart))
 	m.stage("runtime", created.Sub(specDone))
 	m.event(runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, &rec)
 	m.log.Info("container created", "container", id, "pod", sb.ID, "name", cfg.GetMetadata().GetName(),
-		"runtime", took[stepRuntime], "total", time.Since(start))
+		"image_volumes", len(imgMounts), "runtime", took[stepRuntime], "total", time.Since(start))
 	return nil
 }
 
@@ -299,6 +325,20 @@ func (m *Manager) namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerC
 		return p, &t, nil
 	}
 	return p, nil, nil
+}
+
+// imagesPresent checks that the images c is made of are still there.
+func (m *Manager) imagesPresent(c Container) error {
+	ids := []digest.Digest{c.ImageID}
+	for _, v := range c.ImageVolumes {
+		ids = append(ids, v.ImageID)
+	}
+	for _, d := range ids {
+		if _, err := m.images.Get(d.String()); err != nil {
+			return fmt.Errorf("image %s was removed meanwhile: %w", d, err)
+		}
+	}
+	return nil
 }
 
 func writeSpec(bundle string, s any) error {

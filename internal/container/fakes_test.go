@@ -292,6 +292,7 @@ func (f *fakeRuntime) ReopenLog(context.Context, string) error { return errdefs.
 // fakeImages holds one image, "busybox", whose layers are test dirs.
 type fakeImages struct {
 	img        image.Image
+	more       map[string]image.Image // other images, by reference and ID (image volumes)
 	layers     map[digest.Digest]string
 	stopSignal string // the image config's StopSignal: "" means SIGTERM, "none" unset
 }
@@ -299,10 +300,13 @@ type fakeImages struct {
 const testImage = "busybox"
 
 func (f *fakeImages) Get(ref string) (image.Image, error) {
-	if ref != testImage {
-		return image.Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
+	if ref == testImage || ref == f.img.ID.String() {
+		return f.img, nil
 	}
-	return f.img, nil
+	if img, ok := f.more[ref]; ok {
+		return img, nil
+	}
+	return image.Image{}, fmt.Errorf("image %q: %w", ref, errdefs.ErrNotFound)
 }
 
 func (f *fakeImages) Pull(context.Context, string, *image.Auth) (digest.Digest, error) {

@@ -2,6 +2,7 @@ package container
 
 import (
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -52,7 +53,7 @@ func (c *Container) CRIStatus() *runtimeapi.ContainerStatus {
 		Message:     c.Message,
 		Labels:      cfg.GetLabels(),
 		Annotations: cfg.GetAnnotations(),
-		Mounts:      cfg.GetMounts(),
+		Mounts:      c.criMounts(),
 		LogPath:     c.LogPath,
 		StopSignal:  c.criStopSignal(),
 	}
@@ -69,6 +70,27 @@ func (c *Container) CRIStatus() *runtimeapi.ContainerStatus {
 		}
 	}
 	return st
+}
+
+// criMounts are the config's mounts, each image mount with the ID of the
+// image mounted in image.image_ref (KEP-5365: the kubelet reports it in the
+// pod's volume mount status), the value PullImage returned for it.
+func (c *Container) criMounts() []*runtimeapi.Mount {
+	mounts := c.ContainerConfig().GetMounts()
+	if len(c.ImageVolumes) == 0 {
+		return mounts
+	}
+	// Copies: the decoded config is shared by copies of the record.
+	out := slices.Clone(mounts)
+	for _, v := range c.ImageVolumes {
+		if v.Mount < 0 || v.Mount >= len(out) || out[v.Mount].GetImage() == nil {
+			continue
+		}
+		m := proto.CloneOf(out[v.Mount])
+		m.Image.ImageRef = v.ImageID.String()
+		out[v.Mount] = m
+	}
+	return out
 }
 
 // criStopSignal is the signal StopContainer sends first, as containerd

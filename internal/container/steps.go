@@ -14,11 +14,12 @@ import (
 // The side effects a container is made of, in the order they are made;
 // removal undoes them in reverse.
 const (
-	stepDirs    = "dirs"    // bundle and writable-layer dirs
-	stepRootfs  = "rootfs"  // the overlay mount
-	stepPIDNS   = "pidns"   // pin of a target container's PID namespace
-	stepRuntime = "runtime" // conmon and runc state
-	stepStart   = "start"   // runc start (undone by the runtime's delete)
+	stepDirs         = "dirs"         // bundle and writable-layer dirs
+	stepRootfs       = "rootfs"       // the overlay mount
+	stepImageVolumes = "imagevolumes" // the read-only mounts of image volumes
+	stepPIDNS        = "pidns"        // pin of a target container's PID namespace
+	stepRuntime      = "runtime"      // conmon and runc state
+	stepStart        = "start"        // runc start (undone by the runtime's delete)
 )
 
 func (m *Manager) undoers() steps.Undoers[Container] {
@@ -48,9 +49,13 @@ func (m *Manager) undoers() steps.Undoers[Container] {
 		stepPIDNS: {Do: func(_ context.Context, c Container) error {
 			return namespaces.Remove(m.nsDir(c.ID))
 		}},
-		stepRootfs: {Do: func(_ context.Context, c Container) error { return unmount(m.rootfsDir(c.ID)) }},
+		stepImageVolumes: {Do: func(_ context.Context, c Container) error { return removeImageVolumes(m.layerDir(c.ID)) }},
+		stepRootfs:       {Do: func(_ context.Context, c Container) error { return unmount(m.rootfsDir(c.ID)) }},
 		stepDirs: {Do: func(_ context.Context, c Container) error {
 			if err := unmount(m.rootfsDir(c.ID)); err != nil {
+				return err
+			}
+			if err := removeImageVolumes(m.layerDir(c.ID)); err != nil {
 				return err
 			}
 			if err := namespaces.Remove(m.nsDir(c.ID)); err != nil {

@@ -99,7 +99,15 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 			return invalid(field+".container_path", "duplicate mount point %q", dst)
 		}
 		dsts[dst] = true
-		bm, err := bindMount(field, m, dst, in.SupportsRRO, &lookup)
+		var imageSrc string
+		if _, isImage, err := checkImageMount(field, m); err != nil {
+			return err
+		} else if isImage {
+			if imageSrc, err = imageSource(field, i, in); err != nil {
+				return err
+			}
+		}
+		bm, err := bindMount(field, m, dst, imageSrc, in.SupportsRRO, &lookup)
 		if err != nil {
 			return err
 		}
@@ -114,7 +122,7 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 		if dsts[m.GetContainerPath()] || dsts["/dev"] && strings.HasPrefix(m.GetContainerPath(), "/dev/") {
 			continue
 		}
-		bm, err := bindMount("pod file "+m.GetContainerPath(), m, m.GetContainerPath(), false, &lookup)
+		bm, err := bindMount("pod file "+m.GetContainerPath(), m, m.GetContainerPath(), "", false, &lookup)
 		if err != nil {
 			return err
 		}
@@ -134,29 +142,19 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 	return nil
 }
 
-// bindMount translates one CRI mount.
-func bindMount(field string, m *runtimeapi.Mount, dst string, rroSupported bool, lookup *mountLookup) (specs.Mount, error) {
-	if m.GetImage() != nil && m.GetImage().GetImage() != "" {
-		return specs.Mount{}, fmt.Errorf("%w: %s.image: image volumes are not supported", errdefs.ErrNotImplemented, field)
-	}
+// bindMount translates one CRI mount: of its host path, or, for a mount of
+// an image, of imageSrc (the image the caller mounted, checked by
+// checkImageMount).
+func bindMount(field string, m *runtimeapi.Mount, dst, imageSrc string, rroSupported bool, lookup *mountLookup) (specs.Mount, error) {
 	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
 		return specs.Mount{}, fmt.Errorf("%w: %s: id-mapped mounts need user namespaces, which are not supported", errdefs.ErrNotImplemented, field)
 	}
-	if m.GetHostPath() == "" {
-		return specs.Mount{}, invalid(field+".host_path", "empty")
-	}
-	if !filepath.IsAbs(m.GetHostPath()) {
-		return specs.Mount{}, invalid(field+".host_path", "%q is not absolute", m.GetHostPath())
-	}
-	// The kubelet creates DirectoryOrCreate volumes itself; a missing path is
-	// a caller error, not something to create behind its back. Symlinks are
-	// resolved so runc binds what the host path points to.
-	src, err := filepath.EvalSymlinks(m.GetHostPath())
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return specs.Mount{}, invalid(field+".host_path", "%q does not exist", m.GetHostPath())
+	src := imageSrc
+	if src == "" {
+		var err error
+		if src, err = hostSource(field, m); err != nil {
+			return specs.Mount{}, err
 		}
-		return specs.Mount{}, fmt.Errorf("%w: %s.host_path: resolve %q: %w", errdefs.ErrInvalidArgument, field, m.GetHostPath(), err)
 	}
 
 	// Checked before propagation so the error names the real conflict.
@@ -200,11 +198,33 @@ func bindMount(field string, m *runtimeapi.Mount, dst string, rroSupported bool,
 	default:
 		opts = append(opts, "rw")
 	}
-	if opts, err = addBindOptions(field+".mount_options", opts, m.GetMountOptions()); err != nil {
+	opts, err := addBindOptions(field+".mount_options", opts, m.GetMountOptions())
+	if err != nil {
 		return specs.Mount{}, err
 	}
 	// selinux_relabel is ignored: this host has no SELinux.
 	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
+}
+
+// hostSource is the host path of a CRI mount, which must exist.
+func hostSource(field string, m *runtimeapi.Mount) (string, error) {
+	if m.GetHostPath() == "" {
+		return "", invalid(field+".host_path", "empty")
+	}
+	if !filepath.IsAbs(m.GetHostPath()) {
+		return "", invalid(field+".host_path", "%q is not absolute", m.GetHostPath())
+	}
+	// The kubelet creates DirectoryOrCreate volumes itself; a missing path is
+	// a caller error, not something to create behind its back. Symlinks are
+	// resolved so runc binds what the host path points to.
+	src, err := filepath.EvalSymlinks(m.GetHostPath())
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", invalid(field+".host_path", "%q does not exist", m.GetHostPath())
+		}
+		return "", fmt.Errorf("%w: %s.host_path: resolve %q: %w", errdefs.ErrInvalidArgument, field, m.GetHostPath(), err)
+	}
+	return src, nil
 }
 
 // bindOptions are the mount_options (KEP-5855) a CRI mount may add to its

@@ -139,7 +139,7 @@ func TestMounts(t *testing.T) {
 		{name: "missing host path", mounts: []*runtimeapi.Mount{{HostPath: filepath.Join(host, "nope"), ContainerPath: "/d"}}, wantErr: "does not exist"},
 		{name: "empty host path", mounts: []*runtimeapi.Mount{{ContainerPath: "/d"}}, wantErr: "host_path"},
 		{name: "relative host path", mounts: []*runtimeapi.Mount{{HostPath: "a", ContainerPath: "/d"}}, wantErr: "not absolute"},
-		{name: "image volume", mounts: []*runtimeapi.Mount{{ContainerPath: "/d", Image: &runtimeapi.ImageSpec{Image: "busybox"}}}, wantErr: "image volumes"},
+		{name: "image volume not mounted", mounts: []*runtimeapi.Mount{{ContainerPath: "/d", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "busybox"}}}, wantErr: "not mounted"},
 		{name: "idmapped", mounts: []*runtimeapi.Mount{{HostPath: a, ContainerPath: "/d", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}}, wantErr: "user namespaces"},
 		{name: "unknown propagation", mounts: []*runtimeapi.Mount{{HostPath: a, ContainerPath: "/d", Propagation: 9}}, wantErr: "propagation"},
 	} {

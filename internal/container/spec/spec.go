@@ -109,6 +109,11 @@ type Input struct {
 	// exists). crid applies no SELinux labels, so then a request with
 	// SELinux options is refused; without SELinux they are ignored.
 	SELinuxEnabled bool
+	// ImageVolumes are the dirs to bind for the config's image mounts (see
+	// ImageMounts), by index in Config.Mounts: each image mounted
+	// read-only by the caller, or its sub path resolved inside it. An image
+	// mount without one fails with FailedPrecondition.
+	ImageVolumes map[int]string
 	// CDI resolves the CDI devices the container asks for (CDI_devices and
 	// cdi.k8s.io/ annotations) from the CDI spec files; their edits are
 	// applied last but for the seccomp filter. Nil: a container that asks

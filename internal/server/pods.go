@@ -21,6 +21,7 @@ type sandboxService interface {
 	NetworkReady() (ok bool, reason, message string)
 	SetPodCIDR(cidr string)
 	Recovering() int
+	UpdateResources(ctx context.Context, id string, overhead, resources *runtimeapi.LinuxContainerResources) error
 }
 
 // containerService is what the CRI container handlers need.

@@ -85,14 +85,13 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	return out
 }
 
-// UpdatePodSandboxResources is informational for crid: the kubelet owns the
-// pod-level cgroup and has already resized it; containers are updated with
-// UpdateContainerResources.
+// UpdatePodSandboxResources records the pod-level resources the kubelet
+// has applied to the pod's cgroup (an in-place resize) in the pod's config.
 func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id", "required")
 	}
-	if _, err := s.pods.Get(req.GetPodSandboxId()); err != nil {
+	if err := s.pods.UpdateResources(ctx, req.GetPodSandboxId(), req.GetOverhead(), req.GetResources()); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.UpdatePodSandboxResourcesResponse{}, nil

@@ -215,7 +215,8 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	// The container manager owns the handlers (a reload replaces them);
 	// it is made after the pods' manager, which it needs.
 	var containers *container.Manager
-	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, SELinuxEnabled: selinuxEnabled(),
+	selinux := selinuxEnabled()
+	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, SELinuxEnabled: selinux,
 		HasHandler: func(name string) bool { return containers.HasHandler(name) }}, db, net, log.With("component", "sandbox"))
 	if err != nil {
 		return err
@@ -227,6 +228,7 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 		Handlers:       handlers,
 		DefaultHandler: cfg.DefaultRuntime,
 		SandboxImage:   cfg.Image.SandboxImage,
+		SELinuxEnabled: selinux,
 		CDISpecDirs:    cfg.CDI.SpecDirs,
 	}, db, rt, images, pods, log.With("component", "container"))
 	if err != nil {

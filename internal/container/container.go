@@ -156,6 +156,9 @@ type Config struct {
 	Handlers          map[string]oci.Handler // at start; a reload calls SetHandlers
 	DefaultHandler    string
 	SandboxImage      string // pause image for pods sharing a PID namespace
+	// SELinuxEnabled: the host has SELinux, and crid, which applies no
+	// labels, refuses containers that ask for one.
+	SELinuxEnabled bool
 	// CDISpecDirs hold the CDI spec files that name the devices containers
 	// ask for (config [cdi] spec_dirs); none: no CDI device resolves.
 	CDISpecDirs []string

@@ -243,7 +243,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 				SwapLimitSupported: m.host.swapLimit,
 				HugetlbSupported:   m.host.hugetlb,
 				AppArmor:           m.host.apparmor,
-				SELinuxEnabled:     m.host.selinux,
+				SELinuxEnabled:     m.cfg.SELinuxEnabled,
 				ShmPath:            sb.Shm(),
 				ResolvConfPath:     sb.ResolvConf(),
 				HostsPath:          sb.Hosts(),

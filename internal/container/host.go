@@ -22,9 +22,6 @@ type hostFacts struct {
 	// apparmor is the host's AppArmor, nil when it has none (profiles are
 	// then not applied; Localhost ones are refused).
 	apparmor spec.AppArmorHost
-	// selinux: SELinux is enabled, and crid, which applies no labels,
-	// refuses requests that carry them.
-	selinux bool
 	// capabilities in crid's bounding set, as "CAP_*" names.
 	capabilities []string
 	// minOOMScoreAdj is the lowest oom_score_adj a container may get:
@@ -66,9 +63,6 @@ func readHostFacts() (hostFacts, error) {
 	h.hugetlb = hugetlbController("/proc/self/mountinfo", "/sys/fs/cgroup")
 	if apparmor.Enabled() {
 		h.apparmor = apparmor.Host{}
-	}
-	if _, err := os.Stat("/sys/fs/selinux/enforce"); err == nil {
-		h.selinux = true
 	}
 	h.minOOMScoreAdj = -1000
 	if !caps.Get(capability.BOUNDING, capability.CAP_SYS_RESOURCE) {

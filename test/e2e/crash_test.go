@@ -95,24 +95,31 @@ func TestCrashAtEveryStep(t *testing.T) {
 				t.Run(strings.ReplaceAll(point, "/", "-"), func(t *testing.T) {
 					c := newCrid(t, hosts)
 					c.mustCrictl("pull", "busybox")
-					c.p.signal(syscall.SIGTERM)
-					c.startWith(bin.cridCrash, "CRID_CRASH_AT="+point)
-					c.waitRecovered()
-					if err := c.lifecycle(kind, k.name); err == nil {
-						t.Fatalf("no call failed at crash point %s", point)
-					}
-					c.p.cmd.Wait()
-					// Crash again if recovery passes the same point (it may
-					// do so before it even serves).
-					os.Remove(c.sock)
-					c.p = startEnv(t, []string{"CRID_CRASH_AT=" + point}, bin.cridCrash, c.args()...)
-					c.waitRecoveredOrExit()
-					c.start()
+					c.crashAt(point, func() error { return c.lifecycle(kind, k.name) })
 					c.assertWholeThenRemove()
 				})
 			}
 		})
 	}
+}
+
+// crashAt restarts crid built with crash points to crash at point, runs
+// calls (one of which must fail there), restarts it to crash again if its
+// recovery passes the same point (it may do so before it even serves), and
+// then starts the normal crid and waits for its recovery.
+func (c *crid) crashAt(point string, calls func() error) {
+	c.t.Helper()
+	c.p.signal(syscall.SIGTERM)
+	c.startWith(bin.cridCrash, "CRID_CRASH_AT="+point)
+	c.waitRecovered()
+	if err := calls(); err == nil {
+		c.t.Fatalf("no call failed at crash point %s", point)
+	}
+	c.p.cmd.Wait()
+	os.Remove(c.sock)
+	c.p = startEnv(c.t, []string{"CRID_CRASH_AT=" + point}, bin.cridCrash, c.args()...)
+	c.waitRecoveredOrExit()
+	c.start()
 }
 
 // waitRecoveredOrExit waits for recovery or for crid to exit.

@@ -221,17 +221,7 @@ func TestImageVolumeCrash(t *testing.T) {
 			c := newCrid(t, hosts)
 			c.mustCrictl("pull", "busybox")
 			ref := c.pullRef(volImage)
-			c.p.signal(syscall.SIGTERM)
-			c.startWith(bin.cridCrash, "CRID_CRASH_AT="+point)
-			c.waitRecovered()
-			if err := c.volumeLifecycle(ref); err == nil {
-				t.Fatalf("no call failed at crash point %s", point)
-			}
-			c.p.cmd.Wait()
-			os.Remove(c.sock)
-			c.p = startEnv(t, []string{"CRID_CRASH_AT=" + point}, bin.cridCrash, c.args()...)
-			c.waitRecoveredOrExit()
-			c.start()
+			c.crashAt(point, func() error { return c.volumeLifecycle(ref) })
 			c.assertWholeThenRemove()
 			if entries, _ := os.ReadDir(filepath.Join(c.root, "containers")); len(entries) != 0 {
 				t.Errorf("%d container layer dirs left", len(entries))

@@ -18,7 +18,7 @@ export GOFLAGS=-buildvcs=false
 
 command -v go >/dev/null || { echo "install-deps: Go 1.26+ is needed at /usr/local/go (https://go.dev/dl)"; exit 1; }
 
-packages=(runc crun conmon containernetworking-plugins criu iptables iproute2 busybox)
+packages=(runc crun conmon containernetworking-plugins criu iptables iproute2 busybox libseccomp-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -34,6 +34,22 @@ if ! "$BIN/crictl" --version 2>/dev/null | grep -q "$CRI_TOOLS_VERSION"; then
 	echo "install-deps: building crictl $CRI_TOOLS_VERSION"
 	GOBIN="$BIN" go install -ldflags "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRI_TOOLS_VERSION" \
 		"sigs.k8s.io/cri-tools/cmd/crictl@$CRI_TOOLS_VERSION"
+fi
+# Debian 12's runc (1.1.5) cannot idmap mounts, which pods in a user
+# namespace (hostUsers: false) need: runc 1.5 is built from its Go module
+# (with cgo and libseccomp, as runc's own Makefile builds it) for crid's
+# runtime handler runc-userns (default.toml). Debian's runc stays the
+# default handler.
+RUNC_VERSION=v1.5.3
+RUNC_USERNS=/usr/local/libexec/crid/runc
+if ! "$RUNC_USERNS" --version 2>/dev/null | grep -qx "runc version ${RUNC_VERSION#v}"; then
+	echo "install-deps: building runc $RUNC_VERSION into $RUNC_USERNS"
+	mkdir -p "$(dirname "$RUNC_USERNS")"
+	runc_bin=$(mktemp -d)
+	CGO_ENABLED=1 GOBIN="$runc_bin" go install -tags "seccomp urfave_cli_no_docs" \
+		-ldflags "-X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION"
+	install -m 0755 "$runc_bin/runc" "$RUNC_USERNS"
+	rm -rf "$runc_bin"
 fi
 # --runtime: only what running crid needs (the set-up command); the test
 # tools below take minutes to build and only the tests need them.

@@ -26,6 +26,9 @@ FOCUS=${CRITEST_FOCUS:-'\[k8s.io\] (PodSandbox|Container|Container Mount Propaga
 SKIP=${CRITEST_SKIP:-'public image with digest should be pulled and removed|UserNamespaces'}
 
 work=$(mktemp -d /tmp/crid-critest.XXXXXX)
+# Containers in a user namespace are nobody on the host: runc, as their
+# root, must traverse the state dir to their rootfs (as /run/crid is 0711).
+chmod 0711 "$work"
 ns="crid-critest-$$"
 pids=()
 cleanup() {

@@ -27,6 +27,7 @@ import (
 	"github.com/crid-project/crid/internal/config"
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/image"
+	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
@@ -38,6 +39,8 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
+	// crid re-executes itself to make pods' user namespaces.
+	namespaces.Init()
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "crid:", err)
 		os.Exit(1)
@@ -216,8 +219,16 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	// it is made after the pods' manager, which it needs.
 	var containers *container.Manager
 	selinux := selinuxEnabled()
+	// Pods in a user namespace need the image layers mounted idmapped.
+	idmapLayers := true
+	if err := namespaces.IDMapSupported(cfg.Root); err != nil {
+		idmapLayers = false
+		log.Info("pods in a user namespace (hostUsers: false) cannot run: crid's root cannot be mounted idmapped", "root", cfg.Root, "error", err)
+	}
 	pods, err := sandbox.New(sandbox.Config{StateDir: cfg.State, ShmSize: cfg.ShmSize, SELinuxEnabled: selinux,
-		HasHandler: func(name string) bool { return containers.HasHandler(name) }}, db, net, log.With("component", "sandbox"))
+		HasHandler:     func(name string) bool { return containers.HasHandler(name) },
+		SupportsUserNS: func(name string) bool { return containers.SupportsUserNS(name) },
+	}, db, net, log.With("component", "sandbox"))
 	if err != nil {
 		return err
 	}
@@ -230,6 +241,7 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 		SandboxImage:   cfg.Image.SandboxImage,
 		SELinuxEnabled: selinux,
 		CDISpecDirs:    cfg.CDI.SpecDirs,
+		IDMapLayers:    idmapLayers,
 	}, db, rt, images, pods, log.With("component", "container"))
 	if err != nil {
 		return err

@@ -154,6 +154,9 @@ func Default() Config {
 		Runtimes: map[string]Runtime{
 			"runc": {Path: "runc"},
 			"crun": {Path: "crun"},
+			// runc 1.5, built by hack/install-deps.sh: it can idmap
+			// mounts (user namespaces); Debian 12's runc cannot.
+			"runc-userns": {Path: "/usr/local/libexec/crid/runc"},
 		},
 		ConmonPath: "conmon",
 		ShmSize:    64 << 20,

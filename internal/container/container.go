@@ -162,6 +162,9 @@ type Config struct {
 	// CDISpecDirs hold the CDI spec files that name the devices containers
 	// ask for (config [cdi] spec_dirs); none: no CDI device resolves.
 	CDISpecDirs []string
+	// IDMapLayers: image layers under RootDir can be mounted idmapped
+	// (namespaces.IDMapSupported), which pods in a user namespace need.
+	IDMapLayers bool
 }
 
 // Manager creates and tracks containers.
@@ -209,7 +212,7 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 		log: log, host: host, recs: recs, cdi: newCDIRegistry(cfg.CDISpecDirs, log),
 	}
 	m.steps = steps.Recorder[Container]{Table: recs, Log: func(c *Container) *steps.Log { return &c.Steps }, Op: "container"}
-	m.hset.Store(newHandlerSet(cfg.Handlers, cfg.DefaultHandler))
+	m.hset.Store(newHandlerSet(cfg.Handlers, cfg.DefaultHandler, cfg.IDMapLayers))
 	for _, c := range recs.List(nil) {
 		if err := m.migrate(c); err != nil {
 			return nil, err

@@ -142,6 +142,10 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err != nil {
 		return err
 	}
+	userns, err := userNSOf(sb)
+	if err != nil {
+		return err
+	}
 	imgMounts, err := spec.ImageMounts(cfg)
 	if err != nil {
 		return err
@@ -190,7 +194,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		},
 	}, {
 		Name: stepRootfs,
-		Make: func(context.Context, Container) error { return m.mountRootfs(id, img.Layers) },
+		Make: func(context.Context, Container) error { return m.mountRootfs(id, img.Layers, userns) },
 	}}
 	var volumeSrcs map[int]string
 	if len(imgMounts) > 0 {
@@ -299,9 +303,10 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 // target container whose PID namespace it joins in TARGET mode.
 func (m *Manager) namespacePaths(sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig) (spec.NamespacePaths, *Container, error) {
 	p := spec.NamespacePaths{
-		Net: sb.Namespaces[namespaces.Net],
-		IPC: sb.Namespaces[namespaces.IPC],
-		UTS: sb.Namespaces[namespaces.UTS],
+		Net:  sb.Namespaces[namespaces.Net],
+		IPC:  sb.Namespaces[namespaces.IPC],
+		UTS:  sb.Namespaces[namespaces.UTS],
+		User: sb.Namespaces[namespaces.User],
 	}
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	switch nsOpts.GetPid() {
@@ -356,8 +361,9 @@ func writeSpec(bundle string, s any) error {
 }
 
 // mountRootfs mounts the image layers (read-only lower dirs, top first) with
-// the container's own upper dir.
-func (m *Manager) mountRootfs(id string, layers []digest.Digest) error {
+// the container's own upper dir; for a pod in a user namespace, the layers
+// idmapped and the upper dir its root's (see userns.go).
+func (m *Manager) mountRootfs(id string, layers []digest.Digest, userns *podUserNS) (retErr error) {
 	upper, work := filepath.Join(m.layerDir(id), "upper"), filepath.Join(m.layerDir(id), "work")
 	lowers := make([]string, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- {
@@ -370,6 +376,20 @@ func (m *Manager) mountRootfs(id string, layers []digest.Digest) error {
 			return err
 		}
 		lowers = append(lowers, empty)
+	}
+	if userns != nil {
+		defer func() {
+			if err := removeIDMapped(m.layerDir(id)); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("remove idmapped layers: %w", err))
+			}
+		}()
+		var err error
+		if lowers, err = m.idmapLayers(id, lowers, userns); err != nil {
+			return err
+		}
+		if err := os.Chown(upper, int(userns.uid), int(userns.gid)); err != nil {
+			return fmt.Errorf("give the upper dir to the pod's root: %w", err)
+		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
 	if len(opts) >= unix.Getpagesize() {

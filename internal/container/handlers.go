@@ -19,12 +19,19 @@ type handlerSet struct {
 	def    string
 	// rro: the handler's runtime can make recursively read-only mounts.
 	rro map[string]bool
+	// userns: the handler can run pods in a user namespace of their own.
+	userns map[string]bool
 }
 
-func newHandlerSet(hs map[string]oci.Handler, def string) *handlerSet {
-	s := &handlerSet{byName: maps.Clone(hs), def: def, rro: map[string]bool{}}
+// newHandlerSet reads each handler's runtime features. A handler runs pods
+// in a user namespace when its runtime can idmap mounts (the pod's
+// volumes) and crid can idmap the layers on this host (idmapLayers).
+func newHandlerSet(hs map[string]oci.Handler, def string, idmapLayers bool) *handlerSet {
+	s := &handlerSet{byName: maps.Clone(hs), def: def, rro: map[string]bool{}, userns: map[string]bool{}}
 	for name, h := range hs {
-		s.rro[name] = runtimeFeatures(h.Path)
+		f := runtimeFeatures(h.Path)
+		s.rro[name] = f.rro
+		s.userns[name] = f.idmap && idmapLayers
 	}
 	return s
 }
@@ -51,7 +58,7 @@ func (m *Manager) SetHandlers(hs map[string]oci.Handler, def string) (kept []str
 	} else {
 		delete(hs, "")
 	}
-	m.hset.Store(newHandlerSet(hs, def))
+	m.hset.Store(newHandlerSet(hs, def, m.cfg.IDMapLayers))
 	sort.Strings(kept)
 	return kept
 }
@@ -59,6 +66,16 @@ func (m *Manager) SetHandlers(hs map[string]oci.Handler, def string) (kept []str
 // SupportsRRO reports whether the runtime handler can make recursively
 // read-only mounts (the kubelet asks for them only when Status says so).
 func (m *Manager) SupportsRRO(handler string) bool { return m.handlers().rro[handler] }
+
+// SupportsUserNS reports whether the runtime handler ("" is the default)
+// can run pods in a user namespace of their own.
+func (m *Manager) SupportsUserNS(handler string) bool {
+	s := m.handlers()
+	if handler == "" {
+		handler = s.def
+	}
+	return s.userns[handler]
+}
 
 // HasHandler reports whether pods may ask for handler ("" is the default).
 func (m *Manager) HasHandler(name string) bool {

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/capability"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
 
 	"github.com/crid-project/crid/internal/apparmor"
 	"github.com/crid-project/crid/internal/container/spec"
@@ -77,21 +78,30 @@ func readHostFacts() (hostFacts, error) {
 	return h, nil
 }
 
+// runtimeCaps are the optional things an OCI runtime can do that crid uses.
+type runtimeCaps struct {
+	rro   bool // recursively read-only bind mounts
+	idmap bool // idmapped bind mounts (runc 1.2, crun 1.9)
+}
+
 // runtimeFeatures asks an OCI runtime what it supports (`runc features`,
 // runtime-spec's features document). A runtime that cannot say supports
 // nothing optional.
-func runtimeFeatures(path string) (rro bool) {
+func runtimeFeatures(path string) runtimeCaps {
 	out, err := exec.Command(path, "features").Output()
 	if err != nil {
-		return false
+		return runtimeCaps{}
 	}
-	var f struct {
-		MountOptions []string `json:"mountOptions"`
-	}
+	var f features.Features
 	if json.Unmarshal(out, &f) != nil {
-		return false
+		return runtimeCaps{}
 	}
-	return slices.Contains(f.MountOptions, "rro")
+	var c runtimeCaps
+	c.rro = slices.Contains(f.MountOptions, "rro")
+	if l := f.Linux; l != nil && l.MountExtensions != nil && l.MountExtensions.IDMap != nil {
+		c.idmap = l.MountExtensions.IDMap.Enabled != nil && *l.MountExtensions.IDMap.Enabled
+	}
+	return c
 }
 
 // hugetlbController says whether runc can set hugepage limits: on a unified

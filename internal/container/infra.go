@@ -37,6 +37,8 @@ func (m *Manager) StartInfra(ctx context.Context, sb *sandbox.Sandbox) (int, err
 					Network: sc.GetNamespaceOptions().GetNetwork(),
 					Ipc:     sc.GetNamespaceOptions().GetIpc(),
 					Pid:     runtimeapi.NamespaceMode_CONTAINER,
+					// In the pod's user namespace, if it has one.
+					UsernsOptions: sc.GetNamespaceOptions().GetUsernsOptions(),
 				},
 				ReadonlyRootfs:     true,
 				NoNewPrivs:         true,

@@ -171,7 +171,7 @@ func (m *Manager) sweep(ctx context.Context) error {
 			}
 			path := filepath.Join(dir, e.Name())
 			m.log.Info("removing unowned container dir", "path", path)
-			if err := errors.Join(unmount(filepath.Join(path, "rootfs")), unmount(filepath.Join(path, "ns", "pid")), removeImageVolumes(path)); err != nil {
+			if err := errors.Join(unmount(filepath.Join(path, "rootfs")), unmount(filepath.Join(path, "ns", "pid")), removeImageVolumes(path), removeIDMapped(path)); err != nil {
 				// Never remove a dir with something still mounted in it.
 				errs = append(errs, err)
 				continue

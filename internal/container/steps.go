@@ -50,12 +50,20 @@ func (m *Manager) undoers() steps.Undoers[Container] {
 			return namespaces.Remove(m.nsDir(c.ID))
 		}},
 		stepImageVolumes: {Do: func(_ context.Context, c Container) error { return removeImageVolumes(m.layerDir(c.ID)) }},
-		stepRootfs:       {Do: func(_ context.Context, c Container) error { return unmount(m.rootfsDir(c.ID)) }},
+		stepRootfs: {Do: func(_ context.Context, c Container) error {
+			if err := unmount(m.rootfsDir(c.ID)); err != nil {
+				return err
+			}
+			return removeIDMapped(m.layerDir(c.ID))
+		}},
 		stepDirs: {Do: func(_ context.Context, c Container) error {
 			if err := unmount(m.rootfsDir(c.ID)); err != nil {
 				return err
 			}
 			if err := removeImageVolumes(m.layerDir(c.ID)); err != nil {
+				return err
+			}
+			if err := removeIDMapped(m.layerDir(c.ID)); err != nil {
 				return err
 			}
 			if err := namespaces.Remove(m.nsDir(c.ID)); err != nil {

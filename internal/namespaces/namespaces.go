@@ -51,7 +51,7 @@ var cloneFlags = map[Kind]int{
 
 // allKinds is the order Remove walks; it only ever touches these names so
 // that a wrong dir cannot make it delete unrelated files.
-var allKinds = []Kind{Net, IPC, UTS, PID}
+var allKinds = []Kind{Net, IPC, UTS, PID, User}
 
 // Create makes new namespaces of the given kinds with one unshare on a locked
 // OS thread, sets the hostname when UTS is among them, brings up loopback in

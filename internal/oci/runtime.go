@@ -97,10 +97,19 @@ func New(cfg Config) (*Runtime, error) {
 		monitor:  cfg.Monitor,
 		rescans:  make(chan struct{}, 1),
 	}
-	for _, d := range []string{filepath.Join(cfg.StateDir, "containers"), cfg.ExitDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("create %s: %w", d, err)
-		}
+	if err := os.MkdirAll(cfg.ExitDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", cfg.ExitDir, err)
+	}
+	// The bundles' dir must be searchable by anyone: the root of a
+	// container in a user namespace is nobody on the host, and the runtime,
+	// as that root, reaches the rootfs through it. What is in a bundle is
+	// not readable by others. Chmod: older crids made it 0700.
+	bundles := filepath.Join(cfg.StateDir, "containers")
+	if err := os.MkdirAll(bundles, 0o711); err != nil {
+		return nil, fmt.Errorf("create %s: %w", bundles, err)
+	}
+	if err := os.Chmod(bundles, 0o711); err != nil {
+		return nil, err
 	}
 	if r.monitor == nil {
 		path := cfg.ConmonPath

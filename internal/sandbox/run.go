@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -40,6 +41,9 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if err := validatePodPaths(cfg); err != nil {
 		return "", err
 	}
+	if err := m.validateUserNS(cfg, handler); err != nil {
+		return "", err
+	}
 	if m.cfg.SELinuxEnabled {
 		if err := spec.RefuseSELinux("config.linux.security_context.selinux_options", cfg.GetLinux().GetSecurityContext().GetSelinuxOptions()); err != nil {
 			return "", err
@@ -65,6 +69,28 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 func validatePodPaths(cfg *runtimeapi.PodSandboxConfig) error {
 	if d := cfg.GetLogDirectory(); d != "" && (!filepath.IsAbs(d) || hasDotDot(d)) {
 		return fmt.Errorf("config.log_directory %q: must be an absolute path without '..': %w", d, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// validateUserNS checks a pod's user namespace options (hostUsers:
+// false): valid maps, no host namespace beside them (as Kubernetes
+// validates pods), and a runtime handler that can run such a pod.
+func (m *Manager) validateUserNS(cfg *runtimeapi.PodSandboxConfig, handler string) error {
+	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	userns, err := spec.PodUserNS(nsOpts)
+	if err != nil || userns == nil {
+		return err
+	}
+	const field = "config.linux.security_context.namespace_options"
+	for kind, mode := range map[string]runtimeapi.NamespaceMode{"network": nsOpts.GetNetwork(), "ipc": nsOpts.GetIpc(), "pid": nsOpts.GetPid()} {
+		if mode == runtimeapi.NamespaceMode_NODE {
+			return fmt.Errorf("%s: a pod with a user namespace cannot use the host's %s namespace: %w", field, kind, errdefs.ErrInvalidArgument)
+		}
+	}
+	if m.cfg.SupportsUserNS == nil || !m.cfg.SupportsUserNS(handler) {
+		return fmt.Errorf("%s.userns_options: runtime handler %q cannot run pods in a user namespace (it needs idmapped mounts: `crid check` says what is missing): %w",
+			field, handler, errdefs.ErrFailedPrecondition)
 	}
 	return nil
 }
@@ -121,6 +147,10 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			return err
 		}
 	}
+	userns, err := podUserNS(cfg)
+	if err != nil {
+		return err
+	}
 	var kinds []namespaces.Kind
 	if !hostNet {
 		// A host-network pod keeps the host's UTS namespace too, as in Kubernetes.
@@ -145,7 +175,12 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		plan = append(plan, steps.Step[Sandbox]{
 			Name: stepNamespaces,
 			Make: func(_ context.Context, sb Sandbox) (err error) {
-				if pinned, err = namespaces.Create(sb.nsDir(), kinds, hostname); err != nil {
+				if userns == nil {
+					pinned, err = namespaces.Create(sb.nsDir(), kinds, hostname)
+				} else {
+					pinned, err = namespaces.CreateWithUser(sb.nsDir(), kinds, hostname, *userns)
+				}
+				if err != nil {
 					return fmt.Errorf("create pod namespaces: %w", err)
 				}
 				return nil
@@ -223,6 +258,23 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 	m.log.Info("pod sandbox ready", "pod", id, "name", name, "ips", sb.IPs,
 		"network", took[stepNetwork], "total", time.Since(start))
 	return nil
+}
+
+// podUserNS are the maps of the pod's user namespace, nil for a pod in the
+// host's.
+func podUserNS(cfg *runtimeapi.PodSandboxConfig) (*namespaces.UserNS, error) {
+	u, err := spec.PodUserNS(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	if err != nil || u == nil {
+		return nil, err
+	}
+	conv := func(in []specs.LinuxIDMapping) []namespaces.IDMap {
+		out := make([]namespaces.IDMap, len(in))
+		for i, m := range in {
+			out[i] = namespaces.IDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+		}
+		return out
+	}
+	return &namespaces.UserNS{UIDs: conv(u.UIDs), GIDs: conv(u.GIDs)}, nil
 }
 
 func podNetwork(sb *Sandbox) network.PodNetwork {

@@ -125,6 +125,9 @@ type Config struct {
 	// SELinuxEnabled: the host has SELinux, and crid, which applies no
 	// labels, refuses pods that ask for one.
 	SELinuxEnabled bool
+	// SupportsUserNS reports whether a runtime handler ("" is the
+	// default) can run pods in a user namespace of their own.
+	SupportsUserNS func(handler string) bool
 }
 
 // Manager creates and tracks sandboxes.

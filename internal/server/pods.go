@@ -38,6 +38,7 @@ type containerService interface {
 	UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
 	SupportsRRO(handler string) bool
+	SupportsUserNS(handler string) bool
 	Recovering() int
 	RuntimeReady() (ok bool, reason, message string)
 	HandlerNames() []string

@@ -80,6 +80,7 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	for _, n := range names {
 		out = append(out, &runtimeapi.RuntimeHandler{Name: n, Features: &runtimeapi.RuntimeHandlerFeatures{
 			RecursiveReadOnlyMounts: s.containers.SupportsRRO(n),
+			UserNamespaces:          s.containers.SupportsUserNS(n),
 		}})
 	}
 	return out

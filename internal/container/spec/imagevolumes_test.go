@@ -75,7 +75,7 @@ func TestBuildImageMounts(t *testing.T) {
 		{name: "writable", mount: &runtimeapi.Mount{ContainerPath: "/v", Image: &runtimeapi.ImageSpec{Image: "x"}}, volumes: map[int]string{0: vol},
 			wantErr: "always read-only"},
 		{name: "idmapped", mount: &runtimeapi.Mount{ContainerPath: "/v", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "x"},
-			UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}, volumes: map[int]string{0: vol}, wantErr: "user namespaces"},
+			UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}, volumes: map[int]string{0: vol}, wantErr: "need a pod with a user namespace"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := testInput(t)

@@ -86,6 +86,10 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 	dsts := map[string]bool{}
 	var mounts []specs.Mount
 	var lookup mountLookup
+	userns, err := PodUserNS(in.Sandbox.GetLinux().GetSecurityContext().GetNamespaceOptions())
+	if err != nil {
+		return err
+	}
 	for i, m := range cri {
 		field := fmt.Sprintf("mounts[%d]", i)
 		if m == nil {
@@ -108,6 +112,10 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 			}
 		}
 		bm, err := bindMount(field, m, dst, imageSrc, in.SupportsRRO, &lookup)
+		if err != nil {
+			return err
+		}
+		bm.UIDMappings, bm.GIDMappings, err = mountIDMappings(field, m, userns)
 		if err != nil {
 			return err
 		}
@@ -146,9 +154,6 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 // an image, of imageSrc (the image the caller mounted, checked by
 // checkImageMount).
 func bindMount(field string, m *runtimeapi.Mount, dst, imageSrc string, rroSupported bool, lookup *mountLookup) (specs.Mount, error) {
-	if len(m.GetUidMappings()) > 0 || len(m.GetGidMappings()) > 0 {
-		return specs.Mount{}, fmt.Errorf("%w: %s: id-mapped mounts need user namespaces, which are not supported", errdefs.ErrNotImplemented, field)
-	}
 	src := imageSrc
 	if src == "" {
 		var err error
@@ -204,6 +209,32 @@ func bindMount(field string, m *runtimeapi.Mount, dst, imageSrc string, rroSuppo
 	}
 	// selinux_relabel is ignored: this host has no SELinux.
 	return specs.Mount{Destination: dst, Type: "bind", Source: src, Options: opts}, nil
+}
+
+// mountIDMappings are the maps of an idmapped mount: the kubelet asks for
+// one (uid_mappings and gid_mappings) for each volume of a pod in a user
+// namespace, with the pod's maps, so that files the host's root owns
+// belong to the pod's root. Only the pod's own maps are taken: the runtime
+// idmaps a mount by the container's user namespace.
+func mountIDMappings(field string, m *runtimeapi.Mount, pod *UserNS) (uids, gids []specs.LinuxIDMapping, _ error) {
+	if len(m.GetUidMappings()) == 0 && len(m.GetGidMappings()) == 0 {
+		return nil, nil, nil
+	}
+	if pod == nil {
+		return nil, nil, invalid(field, "uid_mappings and gid_mappings need a pod with a user namespace (userns_options mode POD)")
+	}
+	uids, err := idMapping(field+".uid_mappings", m.GetUidMappings())
+	if err != nil {
+		return nil, nil, err
+	}
+	gids, err = idMapping(field+".gid_mappings", m.GetGidMappings())
+	if err != nil {
+		return nil, nil, err
+	}
+	if uids[0] != pod.UIDs[0] || gids[0] != pod.GIDs[0] {
+		return nil, nil, invalid(field, "uid_mappings and gid_mappings differ from the pod's user namespace")
+	}
+	return uids, gids, nil
 }
 
 // hostSource is the host path of a CRI mount, which must exist.

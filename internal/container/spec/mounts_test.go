@@ -140,7 +140,7 @@ func TestMounts(t *testing.T) {
 		{name: "empty host path", mounts: []*runtimeapi.Mount{{ContainerPath: "/d"}}, wantErr: "host_path"},
 		{name: "relative host path", mounts: []*runtimeapi.Mount{{HostPath: "a", ContainerPath: "/d"}}, wantErr: "not absolute"},
 		{name: "image volume not mounted", mounts: []*runtimeapi.Mount{{ContainerPath: "/d", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "busybox"}}}, wantErr: "not mounted"},
-		{name: "idmapped", mounts: []*runtimeapi.Mount{{HostPath: a, ContainerPath: "/d", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}}, wantErr: "user namespaces"},
+		{name: "idmapped", mounts: []*runtimeapi.Mount{{HostPath: a, ContainerPath: "/d", UidMappings: []*runtimeapi.IDMapping{{Length: 1}}}}, wantErr: "need a pod with a user namespace"},
 		{name: "unknown propagation", mounts: []*runtimeapi.Mount{{HostPath: a, ContainerPath: "/d", Propagation: 9}}, wantErr: "propagation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -335,6 +335,39 @@ func TestDevices(t *testing.T) {
 			s, _, err := Build(in)
 			if checkErr(t, err, tc.wantErr) {
 				tc.check(t, s)
+			}
+		})
+	}
+}
+
+func TestIDMappedMounts(t *testing.T) {
+	host := t.TempDir()
+	pod := podUserNS(65536, 65536)
+	for _, tc := range []struct {
+		name    string
+		podNS   *runtimeapi.UserNamespace
+		uids    []*runtimeapi.IDMapping
+		want    []specs.LinuxIDMapping
+		wantErr string
+	}{
+		{name: "pod maps", podNS: pod, uids: pod.GetUids(), want: []specs.LinuxIDMapping{{HostID: 65536, Size: 65536}}},
+		{name: "no maps asked", podNS: pod},
+		{name: "other maps", podNS: pod, uids: []*runtimeapi.IDMapping{{HostId: 1000, Length: 65536}}, wantErr: "differ from the pod's"},
+		{name: "no pod userns", uids: pod.GetUids(), wantErr: "need a pod with a user namespace"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := testInput(t)
+			in.Namespaces.User = "/run/userns/p"
+			in.Sandbox.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: tc.podNS}}}
+			in.Config.Mounts = []*runtimeapi.Mount{{HostPath: host, ContainerPath: "/d", UidMappings: tc.uids, GidMappings: tc.uids}}
+			s, _, err := Build(in)
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			m := findMount(s, "/d")
+			if m == nil || !slices.Equal(m.UIDMappings, tc.want) || !slices.Equal(m.GIDMappings, tc.want) {
+				t.Errorf("mount %+v, want maps %v", m, tc.want)
 			}
 		})
 	}

@@ -1,12 +1,10 @@
 package spec
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
-	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -21,13 +19,6 @@ func setNamespaces(s *specs.Spec, in Input) error {
 	if ctrNS == nil {
 		ctrNS = podNS
 	}
-	for _, o := range []*runtimeapi.NamespaceOption{podNS, ctrNS} {
-		if mode := o.GetUsernsOptions().GetMode(); o.GetUsernsOptions() != nil && mode != runtimeapi.NamespaceMode_NODE {
-			return fmt.Errorf("%w: linux.security_context.namespace_options.userns_options: mode %s: user namespaces are not supported",
-				errdefs.ErrNotImplemented, mode)
-		}
-	}
-
 	// Every container gets its own mount namespace.
 	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}}
 	add := func(t specs.LinuxNamespaceType, path string, host bool) {
@@ -55,6 +46,9 @@ func setNamespaces(s *specs.Spec, in Input) error {
 		return invalid("linux.security_context.namespace_options.pid", "unknown mode %d", mode)
 	}
 	s.Linux.Namespaces = ns
+	if err := setUserNamespace(s, in); err != nil {
+		return err
+	}
 
 	// The hostname is set where the UTS namespace is created: in the pod's
 	// pinned namespace by whoever made it, here only when the container gets

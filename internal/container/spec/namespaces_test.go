@@ -12,7 +12,10 @@ import (
 func TestNamespaces(t *testing.T) {
 	type ns = specs.LinuxNamespace
 	paths := NamespacePaths{Net: "/run/netns/p", IPC: "/run/ipcns/p", UTS: "/run/utsns/p", PID: "/proc/42/ns/pid"}
+	usernsPaths := paths
+	usernsPaths.User = "/run/userns/p"
 	node, pod, ctr, target := runtimeapi.NamespaceMode_NODE, runtimeapi.NamespaceMode_POD, runtimeapi.NamespaceMode_CONTAINER, runtimeapi.NamespaceMode_TARGET
+	usernsPod := &runtimeapi.NamespaceOption{UsernsOptions: podUserNS(65536, 65536)}
 	for _, tc := range []struct {
 		name         string
 		paths        NamespacePaths
@@ -34,8 +37,17 @@ func TestNamespaces(t *testing.T) {
 			want: []ns{{Type: "mount"}, {Type: "network", Path: paths.Net}, {Type: "ipc", Path: paths.IPC}, {Type: "uts", Path: paths.UTS}, {Type: "pid", Path: paths.PID}}},
 		{name: "target without id", ctrNS: &runtimeapi.NamespaceOption{Pid: target}, wantErr: "target_id"},
 		{name: "unknown pid mode", ctrNS: &runtimeapi.NamespaceOption{Pid: 9}, wantErr: "pid"},
-		{name: "userns pod", podNS: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: pod}}, wantErr: "user namespaces are not supported"},
-		{name: "userns container mode", ctrNS: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: ctr}}, wantErr: "user namespaces"},
+		{name: "userns pod", paths: usernsPaths, podNS: usernsPod, ctrNS: usernsPod,
+			want: []ns{{Type: "mount"}, {Type: "network", Path: paths.Net}, {Type: "ipc", Path: paths.IPC}, {Type: "uts", Path: paths.UTS},
+				{Type: "pid", Path: paths.PID}, {Type: "user", Path: usernsPaths.User}}},
+		{name: "userns pod, container sends none", paths: usernsPaths, podNS: usernsPod,
+			want: []ns{{Type: "mount"}, {Type: "network", Path: paths.Net}, {Type: "ipc", Path: paths.IPC}, {Type: "uts", Path: paths.UTS},
+				{Type: "pid", Path: paths.PID}, {Type: "user", Path: usernsPaths.User}}},
+		{name: "userns pod without pinned namespace", paths: paths, podNS: usernsPod, wantErr: "no user namespace"},
+		{name: "userns container differs from pod", paths: usernsPaths, podNS: usernsPod,
+			ctrNS: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: node}}, wantErr: "differs from the pod's"},
+		{name: "userns pod without maps", podNS: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: pod}}, wantErr: "uids: 0 mappings"},
+		{name: "userns container mode", ctrNS: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: ctr}}, wantErr: "CONTAINER is not supported"},
 		{name: "userns node", podNS: &runtimeapi.NamespaceOption{UsernsOptions: &runtimeapi.UserNamespace{Mode: node}},
 			want: []ns{{Type: "mount"}, {Type: "network"}, {Type: "ipc"}, {Type: "uts"}, {Type: "pid"}}, wantHostname: "pod-host"},
 	} {
@@ -53,6 +65,56 @@ func TestNamespaces(t *testing.T) {
 			}
 			if s.Hostname != tc.wantHostname {
 				t.Errorf("hostname %q, want %q", s.Hostname, tc.wantHostname)
+			}
+			if len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0 {
+				t.Errorf("maps %v %v, want none (the user namespace is joined by path)", s.Linux.UIDMappings, s.Linux.GIDMappings)
+			}
+		})
+	}
+}
+
+func podUserNS(host, length uint32) *runtimeapi.UserNamespace {
+	m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: host, Length: length}}
+	return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m}
+}
+
+func TestPodUserNS(t *testing.T) {
+	mapping := func(c, h, l uint32) *runtimeapi.IDMapping {
+		return &runtimeapi.IDMapping{ContainerId: c, HostId: h, Length: l}
+	}
+	one := []*runtimeapi.IDMapping{mapping(0, 65536, 65536)}
+	for _, tc := range []struct {
+		name    string
+		opts    *runtimeapi.UserNamespace
+		want    *UserNS
+		wantErr string
+	}{
+		{name: "none"},
+		{name: "node", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}},
+		{name: "node with maps", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE, Uids: one}, wantErr: "mode NODE takes no"},
+		{name: "pod", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: one, Gids: []*runtimeapi.IDMapping{mapping(0, 131072, 1000)}},
+			want: &UserNS{UIDs: []specs.LinuxIDMapping{{HostID: 65536, Size: 65536}}, GIDs: []specs.LinuxIDMapping{{HostID: 131072, Size: 1000}}}},
+		{name: "two uid maps", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{mapping(0, 1000, 10), mapping(0, 2000, 10)}, Gids: one},
+			wantErr: "uids: 2 mappings"},
+		{name: "no gid map", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: one}, wantErr: "gids: 0 mappings"},
+		{name: "root not mapped", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{mapping(1, 1000, 10)}, Gids: one},
+			wantErr: "container ID 0 must be mapped"},
+		{name: "empty range", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{mapping(0, 1000, 0)}, Gids: one},
+			wantErr: "length 0"},
+		{name: "overflow", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{mapping(0, 1<<32-10, 65536)}, Gids: one},
+			wantErr: "overflow"},
+		{name: "host root", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: []*runtimeapi.IDMapping{mapping(0, 0, 65536)}, Gids: one},
+			wantErr: "host ID 0"},
+		{name: "container mode", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_CONTAINER}, wantErr: "CONTAINER is not supported"},
+		{name: "target mode", opts: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_TARGET}, wantErr: "TARGET is not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := PodUserNS(&runtimeapi.NamespaceOption{UsernsOptions: tc.opts})
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			if !sameUserNS(got, tc.want) {
+				t.Errorf("PodUserNS = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -31,6 +31,9 @@ import (
 // pod does not provide one; see Input for what happens then.
 type NamespacePaths struct {
 	Net, IPC, UTS, PID string
+	// User is the pod's user namespace, for a pod with userns_options mode
+	// POD (see PodUserNS); the pod's other namespaces are then its.
+	User string
 }
 
 // Input is everything Build needs. Only Config and Sandbox come from the

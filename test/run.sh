@@ -25,7 +25,7 @@ echo "== end-to-end tests"
 CRID_E2E_REQUIRED=1 go test -count=1 ./test/...
 
 echo "== critest"
-bash test/critest.sh
+CRITEST_USERNS=required bash test/critest.sh
 
 echo "== the production node, in a guest VM (systemd, cgroup v2, AppArmor)"
 bash test/guest/run.sh

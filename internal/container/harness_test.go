@@ -223,8 +223,19 @@ func (h *harness) assertGone(id string) {
 
 func (h *harness) assertEvents(id string, want ...runtimeapi.ContainerEventType) {
 	h.t.Helper()
-	if got := h.obs.of(id); !slices.Equal(got, want) {
-		h.t.Errorf("events of %s: %v, want %v", id, got, want)
+	// An event is sent after its change is recorded: a test that waited
+	// for the record may look before the event is out.
+	deadline := time.Now().Add(bound)
+	for {
+		got := h.obs.of(id)
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Errorf("events of %s: %v, want %v", id, got, want)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -12,12 +12,14 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 
 	"github.com/crid-project/crid/internal/config"
+	"github.com/crid-project/crid/internal/namespaces"
 )
 
 // idmapFact tells whether pods with their own user namespace
 // (hostUsers: false) could get idmapped mounts: which runtime handlers
 // report idmap mounts in `<runtime> features` (runc 1.2 and later, crun
-// 1.9 and later do), on a kernel that has them (5.12; overlayfs 5.19).
+// 1.9 and later do), on a kernel that has them (5.12; overlayfs 5.19) and
+// a filesystem under crid's root that takes them.
 func idmapFact(ctx context.Context, cfg config.Config, kernel string) Fact {
 	var yes, no []string
 	for name, r := range cfg.Runtimes {
@@ -32,6 +34,11 @@ func idmapFact(ctx context.Context, cfg config.Config, kernel string) Fact {
 	f := Fact{Name: "idmapped mounts"}
 	if !kernelAtLeast(kernel, 5, 19) {
 		f.Detail = fmt.Sprintf("kernel %s lacks idmapped overlayfs mounts (5.19): pods in a user namespace cannot run", kernel)
+		return f
+	}
+	// What crid itself does for such a pod: idmap its image layers.
+	if err := namespaces.IDMapSupported(cfg.Root); err != nil {
+		f.Detail = fmt.Sprintf("crid's root %s cannot be mounted idmapped (%v): pods in a user namespace cannot run", cfg.Root, err)
 		return f
 	}
 	if len(yes) == 0 {

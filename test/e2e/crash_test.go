@@ -15,19 +15,28 @@ import (
 // podKinds are the pods whose every step the crash test walks: each makes
 // a different set of side effects.
 var podKinds = []struct {
-	name   string
-	nsOpts map[string]any
+	name    string
+	nsOpts  map[string]any
+	handler string
 }{
-	{"normal", map[string]any{"pid": 1}},
-	{"hostnet", map[string]any{"pid": 1, "network": 2, "ipc": 2}},
-	{"sharedpid", map[string]any{"pid": 0}}, // a pause container holds the PID namespace
+	{"normal", map[string]any{"pid": 1}, ""},
+	{"hostnet", map[string]any{"pid": 1, "network": 2, "ipc": 2}, ""},
+	{"sharedpid", map[string]any{"pid": 0}, ""}, // a pause container holds the PID namespace
+	// A user namespace of its own: idmapped layers, a pinned user namespace.
+	{"userns", map[string]any{"pid": 1, "userns_options": map[string]any{"mode": 0,
+		"uids": []any{map[string]any{"container_id": 0, "host_id": 200000, "length": 65536}},
+		"gids": []any{map[string]any{"container_id": 0, "host_id": 200000, "length": 65536}}}}, usernsHandler},
 }
 
 // lifecycle runs a pod of kind through create, start, stop and remove,
 // with one container, as the kubelet does. It stops at the first failure.
 func (c *crid) lifecycle(kind int, name string) error {
 	pod, ctr := c.podFilesNS(name, "exec sleep 3600", podKinds[kind].nsOpts)
-	podID, err := c.crictl("runp", pod)
+	runp := []string{"runp", pod}
+	if h := podKinds[kind].handler; h != "" {
+		runp = []string{"runp", "--runtime", h, pod}
+	}
+	podID, err := c.crictl(runp...)
 	if err != nil {
 		return err
 	}
@@ -70,6 +79,8 @@ func crashPoints(t *testing.T, hosts string, kind int) []string {
 		want = append(want, "pod/namespaces", "pod/network/made", "pod/shm/undone")
 	case "sharedpid":
 		want = append(want, "pod/infra", "pod/infra/made", "pod/infra/undone")
+	case "userns":
+		want = append(want, "pod/namespaces", "pod/namespaces/undone", "container/rootfs/made")
 	}
 	for _, w := range want {
 		if !slices.Contains(points, w) {
@@ -89,6 +100,9 @@ func TestCrashAtEveryStep(t *testing.T) {
 	hosts := rig(t)
 	for kind, k := range podKinds {
 		t.Run(k.name, func(t *testing.T) {
+			if k.handler == usernsHandler {
+				requireUserNS(t)
+			}
 			points := crashPoints(t, hosts, kind)
 			t.Logf("%d crash points: %v", len(points), points)
 			for _, point := range points {

@@ -215,6 +215,11 @@ type crid struct {
 
 func newCrid(t *testing.T, hosts string, extra ...string) *crid {
 	dir := t.TempDir()
+	// The root of a pod in a user namespace is nobody on the host: the
+	// runtime, as that root, reaches the rootfs through these dirs (as
+	// through /run/crid, 0711).
+	os.Chmod(filepath.Dir(dir), 0o711)
+	os.Chmod(dir, 0o711)
 	c := &crid{t: t, dir: dir, root: filepath.Join(dir, "root"), state: filepath.Join(dir, "state"),
 		sock: filepath.Join(dir, "crid.sock"), hosts: hosts, extra: extra,
 		netConf: filepath.Join(dir, "net.d"), ipam: filepath.Join(dir, "ipam")}

@@ -32,12 +32,15 @@ critest() { # critest DRIVER FOCUS|"" (the groups crid implements)
 	(cd "$top/src" && env CRID_CGROUP_DRIVER="$1" "${focus[@]}" bash test/critest.sh)
 }
 
+# The runc-userns handler's runtime, where the built-in configuration
+# looks for it: pods in a user namespace on Debian's kernel and cgroup v2.
+install -D -m 0755 "$top/bin/runc-userns" /usr/local/libexec/crid/runc
 step "node facts" sh -c 'uname -r; stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers; systemctl --version | head -1; runc --version | head -1; conmon --version | head -1'
 step "crid check" crid check
 # Not TestOOMKilled with systemd: OOMKilled is racy there (conmon reads the
 # scope's memory.events after the container died, and systemd may have
 # removed the empty scope first); it runs with cgroupfs below.
-focused='TestKubeletSummary|TestCgroupResources|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled'
+focused='TestKubeletSummary|TestCgroupResources|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled|TestUserNamespacePod'
 if [ "$suite" = full ] || [ "$suite" = critest ]; then
 	for d in systemd cgroupfs; do
 		[ "$suite" = full ] && step "e2e, $d driver" e2e "$d" .

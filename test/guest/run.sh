@@ -42,6 +42,9 @@ CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o "$bin/rig-guest" 
 go build -o "$bin/cni/cnihang" ./test/e2e/cnihang
 go test -c -o "$bin/e2e.test" ./test/e2e
 cp _output/bin/crictl _output/bin/critest "$bin/"
+# runc 1.5 for the runc-userns handler (install-deps.sh builds it against
+# Debian 12's libseccomp, which the guest has too): node.sh installs it.
+cp /usr/local/libexec/crid/runc "$bin/runc-userns"
 # The tree the tests read: the e2e tests run from src/test/e2e, critest.sh
 # from src/ with its binaries in src/_output/bin.
 cp -r hack "$in/src/"

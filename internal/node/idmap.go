@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -36,8 +38,17 @@ func idmapFact(ctx context.Context, cfg config.Config, kernel string) Fact {
 		f.Detail = fmt.Sprintf("kernel %s lacks idmapped overlayfs mounts (5.19): pods in a user namespace cannot run", kernel)
 		return f
 	}
-	// What crid itself does for such a pod: idmap its image layers.
-	if err := namespaces.IDMapSupported(cfg.Root); err != nil {
+	// What crid itself does for such a pod: idmap its image layers. The
+	// root may not exist before crid first starts: its nearest existing
+	// parent is on the filesystem it will be made on.
+	probe := cfg.Root
+	for {
+		if _, err := os.Stat(probe); err == nil || probe == filepath.Dir(probe) {
+			break
+		}
+		probe = filepath.Dir(probe)
+	}
+	if err := namespaces.IDMapSupported(probe); err != nil {
 		f.Detail = fmt.Sprintf("crid's root %s cannot be mounted idmapped (%v): pods in a user namespace cannot run", cfg.Root, err)
 		return f
 	}

@@ -202,7 +202,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			Name: stepImageVolumes,
 			Make: func(context.Context, Container) error {
 				var err error
-				volumeSrcs, err = m.mountImageVolumes(id, imgMounts, volImgs)
+				volumeSrcs, err = m.mountImageVolumes(id, imgMounts, volImgs, userns)
 				return err
 			},
 		})
@@ -384,7 +384,7 @@ func (m *Manager) mountRootfs(id string, layers []digest.Digest, userns *podUser
 			}
 		}()
 		var err error
-		if lowers, err = m.idmapLayers(id, lowers, userns); err != nil {
+		if lowers, err = m.idmapLayers(id, "rootfs-", lowers, userns); err != nil {
 			return err
 		}
 		if err := os.Chown(upper, int(userns.uid), int(userns.gid)); err != nil {

@@ -262,7 +262,7 @@ func TestImageVolumeRecovery(t *testing.T) {
 
 	// A crash between the removal of a record and of its dirs.
 	orphan := filepath.Join(h.m.LayersDir(), "orphan")
-	if err := h.m.mountImage("orphan", filepath.Join(orphan, "volumes", "0"), vol.Layers); err != nil {
+	if err := h.m.mountImage("orphan", filepath.Join(orphan, "volumes", "0"), vol.Layers, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	h.m.Reconcile(bg)

@@ -71,11 +71,11 @@ func (c *Container) usesImage(id digest.Digest) bool {
 // mountImageVolumes mounts each image of mounts (imgs, in the same order)
 // and returns, by mount index, the dir to bind: the mount, or its sub path
 // resolved inside it.
-func (m *Manager) mountImageVolumes(id string, mounts []spec.ImageMount, imgs []image.Image) (map[int]string, error) {
+func (m *Manager) mountImageVolumes(id string, mounts []spec.ImageMount, imgs []image.Image, userns *podUserNS) (map[int]string, error) {
 	srcs := make(map[int]string, len(mounts))
 	for i, im := range mounts {
 		dir := m.volumeDir(id, im.Index)
-		if err := m.mountImage(id, dir, imgs[i].Layers); err != nil {
+		if err := m.mountImage(id, dir, imgs[i].Layers, userns, "volume"+strconv.Itoa(im.Index)+"-"); err != nil {
 			return nil, fmt.Errorf("%w: mounts[%d]: mount image %s: %w", crierrors.ErrImageVolumeMountFailed, im.Index, imgs[i].ID, err)
 		}
 		src, err := subPath(dir, im.SubPath)
@@ -90,8 +90,10 @@ func (m *Manager) mountImageVolumes(id string, mounts []spec.ImageMount, imgs []
 // mountImage mounts the layers (bottom first) read-only at dir: an
 // overlay of lower dirs only, top first. Older kernels want two lower dirs
 // for an overlay without an upper one, so an image of fewer layers gets
-// empty ones below.
-func (m *Manager) mountImage(id, dir string, layers []digest.Digest) error {
+// empty ones below. In a pod with a user namespace the layers are
+// idmapped by it, named with prefix under the idmap dir (see userns.go):
+// an overlay itself cannot be idmapped.
+func (m *Manager) mountImage(id, dir string, layers []digest.Digest, userns *podUserNS, prefix string) (retErr error) {
 	lowers := make([]string, 0, len(layers)+2)
 	for i := len(layers) - 1; i >= 0; i-- {
 		lowers = append(lowers, m.images.LayerDir(layers[i]))
@@ -102,6 +104,17 @@ func (m *Manager) mountImage(id, dir string, layers []digest.Digest) error {
 			return err
 		}
 		lowers = append(lowers, empty)
+	}
+	if userns != nil {
+		defer func() {
+			if err := removeIDMapped(m.layerDir(id)); err != nil {
+				retErr = errors.Join(retErr, fmt.Errorf("remove idmapped layers: %w", err))
+			}
+		}()
+		var err error
+		if lowers, err = m.idmapLayers(id, prefix, lowers, userns); err != nil {
+			return err
+		}
 	}
 	opts := "lowerdir=" + strings.Join(lowers, ":")
 	if len(opts) >= unix.Getpagesize() {

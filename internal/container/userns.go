@@ -47,10 +47,10 @@ func userNSOf(sb *sandbox.Sandbox) (*podUserNS, error) {
 func (m *Manager) idmapDir(id string) string { return filepath.Join(m.layerDir(id), "idmap") }
 
 // idmapLayers mounts each of lowers idmapped by the user namespace at
-// idmapDir/<n> and returns those paths. The overlay keeps its own
+// idmapDir/<prefix><n> and returns those paths. The overlay keeps its own
 // references to its layers, so the caller removes these mounts
 // (removeIDMapped) once the overlay is mounted, or failed.
-func (m *Manager) idmapLayers(id string, lowers []string, userns *podUserNS) ([]string, error) {
+func (m *Manager) idmapLayers(id, prefix string, lowers []string, userns *podUserNS) ([]string, error) {
 	ns, err := os.Open(userns.path)
 	if err != nil {
 		return nil, fmt.Errorf("open the pod's user namespace: %w", err)
@@ -62,7 +62,7 @@ func (m *Manager) idmapLayers(id string, lowers []string, userns *podUserNS) ([]
 	}
 	mapped := make([]string, len(lowers))
 	for i, lower := range lowers {
-		target := filepath.Join(dir, strconv.Itoa(i))
+		target := filepath.Join(dir, prefix+strconv.Itoa(i))
 		if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, err
 		}

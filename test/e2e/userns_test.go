@@ -38,7 +38,8 @@ func requireUserNS(t *testing.T) {
 // root inside (the image's files are root's), an idmapped volume shows the
 // host's files as they are stored and stores the container's as they are,
 // a volume without maps stores the container's files as the pod's host
-// uid. It survives a kill -9 of crid, and removal leaves no mount behind.
+// uid, an image volume is root's as its image says. It survives a kill -9
+// of crid, and removal leaves no mount behind.
 func TestUserNamespacePod(t *testing.T) {
 	requireUserNS(t)
 	c := newCrid(t, rig(t))
@@ -94,6 +95,8 @@ func TestUserNamespacePod(t *testing.T) {
 			Mounts: []*runtimeapi.Mount{
 				{HostPath: idmapped, ContainerPath: "/idmapped", UidMappings: mapping, GidMappings: mapping},
 				{HostPath: plain, ContainerPath: "/plain"},
+				// An image volume: its layers are idmapped as the rootfs's are.
+				{ContainerPath: "/iv", Readonly: true, Image: &runtimeapi.ImageSpec{Image: "busybox"}, UidMappings: mapping, GidMappings: mapping},
 			},
 			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
 				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: userns}}},
@@ -115,9 +118,9 @@ func TestUserNamespacePod(t *testing.T) {
 		}
 		return logs
 	}
-	logs := runCtr("first", `cat /proc/self/uid_map; echo "id $(id -u)"; echo "etc $(stat -c %u /etc)"; echo "host-file $(stat -c %u /idmapped/host-file)"
+	logs := runCtr("first", `cat /proc/self/uid_map; echo "id $(id -u)"; echo "etc $(stat -c %u /etc)"; echo "host-file $(stat -c %u /idmapped/host-file)"; echo "image-volume $(stat -c %u:%g /iv/bin)"
 touch /etc/written && echo rootfs-writable; touch /idmapped/by-ctr /plain/by-ctr; hostname; echo done; exec sleep 3600`)
-	for _, want := range []string{"id 0", "etc 0", "host-file 0", "rootfs-writable", "userns"} {
+	for _, want := range []string{"id 0", "etc 0", "host-file 0", "image-volume 0:0", "rootfs-writable", "userns"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("container output lacks %q:\n%s", want, logs)
 		}

@@ -104,7 +104,8 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 		}
 		dsts[dst] = true
 		var imageSrc string
-		if _, isImage, err := checkImageMount(field, m); err != nil {
+		_, isImage, err := checkImageMount(field, m)
+		if err != nil {
 			return err
 		} else if isImage {
 			if imageSrc, err = imageSource(field, i, in); err != nil {
@@ -115,9 +116,15 @@ func setMounts(s *specs.Spec, in Input, privileged bool) error {
 		if err != nil {
 			return err
 		}
-		bm.UIDMappings, bm.GIDMappings, err = mountIDMappings(field, m, userns)
+		uids, gids, err := mountIDMappings(field, m, userns)
 		if err != nil {
 			return err
+		}
+		// An image volume is crid's overlay, which cannot be idmapped:
+		// in a pod with a user namespace its layers are idmapped under it
+		// instead (the caller's ImageVolumes), as the rootfs's are.
+		if !isImage {
+			bm.UIDMappings, bm.GIDMappings = uids, gids
 		}
 		if bm.Options != nil && slices.Contains(bm.Options, "rshared") {
 			s.Linux.RootfsPropagation = "rshared"

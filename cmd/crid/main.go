@@ -39,8 +39,6 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	// crid re-executes itself to make pods' user namespaces.
-	namespaces.Init()
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "crid:", err)
 		os.Exit(1)

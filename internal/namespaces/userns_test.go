@@ -10,11 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMain(m *testing.M) {
-	Init()
-	os.Exit(m.Run())
-}
-
 func TestCreateWithUser(t *testing.T) {
 	requireRoot(t)
 	dir := filepath.Join(t.TempDir(), "ns")

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"errors"
-	"os"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -11,11 +10,6 @@ import (
 
 	"github.com/crid-project/crid/internal/namespaces"
 )
-
-func TestMain(m *testing.M) {
-	namespaces.Init() // pods with a user namespace re-execute the test binary
-	os.Exit(m.Run())
-}
 
 func usernsPod(name string, net runtimeapi.NamespaceMode) *runtimeapi.PodSandboxConfig {
 	cfg := podConfig(name)

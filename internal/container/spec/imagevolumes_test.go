@@ -92,3 +92,38 @@ func TestBuildImageMounts(t *testing.T) {
 		})
 	}
 }
+
+// In a pod with a user namespace an image volume's mappings are checked but
+// not handed to the runtime: an overlay cannot be idmapped, so the caller
+// idmaps the image's layers under it instead.
+func TestImageMountInUserNS(t *testing.T) {
+	vol := t.TempDir()
+	pod := podUserNS(65536, 65536)
+	for _, tc := range []struct {
+		name    string
+		uids    []*runtimeapi.IDMapping
+		wantErr string
+	}{
+		{name: "pod maps", uids: pod.GetUids()},
+		{name: "none"},
+		{name: "other maps", uids: []*runtimeapi.IDMapping{{HostId: 1000, Length: 65536}}, wantErr: "differ from the pod's"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := testInput(t)
+			in.Namespaces.User = "/run/userns/p"
+			in.Sandbox.Linux = &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{UsernsOptions: pod}}}
+			m := imageMount("/v", "")
+			m.UidMappings, m.GidMappings = tc.uids, tc.uids
+			in.Config.Mounts = []*runtimeapi.Mount{m}
+			in.ImageVolumes = map[int]string{0: vol}
+			s, _, err := Build(in)
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			if got := findMount(s, "/v"); got == nil || got.UIDMappings != nil || got.GIDMappings != nil {
+				t.Errorf("image volume mount %+v, want one without idmapping", got)
+			}
+		})
+	}
+}

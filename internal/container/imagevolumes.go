@@ -154,7 +154,12 @@ func subPath(root, sub string) (string, error) {
 // container's layer dir and removes it: the undo of stepImageVolumes,
 // whether all, some or none of the mounts were made.
 func removeImageVolumes(layerDir string) error {
-	dir := filepath.Join(layerDir, "volumes")
+	return unmountAllIn(filepath.Join(layerDir, "volumes"))
+}
+
+// unmountAllIn unmounts whatever is mounted on an entry of dir, then
+// removes dir; a missing dir is no error.
+func unmountAllIn(dir string) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

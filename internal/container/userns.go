@@ -84,18 +84,5 @@ func (m *Manager) idmapLayers(id, prefix string, lowers []string, userns *podUse
 // layerDir/idmap, if any: after the overlay is mounted, and on undo after
 // a crash between the two.
 func removeIDMapped(layerDir string) error {
-	dir := filepath.Join(layerDir, "idmap")
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := unmount(filepath.Join(dir, e.Name())); err != nil {
-			return err
-		}
-	}
-	return os.RemoveAll(dir)
+	return unmountAllIn(filepath.Join(layerDir, "idmap"))
 }

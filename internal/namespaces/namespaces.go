@@ -58,13 +58,9 @@ var allKinds = []Kind{Net, IPC, UTS, PID, User}
 // a new network namespace, and bind-mounts each namespace onto dir/<kind>.
 // dir is created with mode 0700. On error nothing is left behind.
 func Create(dir string, kinds []Kind, hostname string) (_ Pinned, retErr error) {
-	flags := 0
-	for _, k := range kinds {
-		f, ok := cloneFlags[k]
-		if !ok {
-			return nil, fmt.Errorf("create namespaces in %s: unsupported kind %q", dir, k)
-		}
-		flags |= f
+	flags, err := flagsOf(dir, kinds)
+	if err != nil {
+		return nil, err
 	}
 	if flags == 0 {
 		return nil, fmt.Errorf("create namespaces in %s: no kinds given", dir)
@@ -75,17 +71,7 @@ func Create(dir string, kinds []Kind, hostname string) (_ Pinned, retErr error) 
 		return nil, fmt.Errorf("create namespace dir: %w", err)
 	}
 	pinned := Pinned{}
-	defer func() {
-		if retErr == nil {
-			return
-		}
-		for _, p := range pinned {
-			unpin(p)
-		}
-		if madeDir {
-			_ = os.Remove(dir)
-		}
-	}()
+	defer undoOnError(&retErr, dir, madeDir, pinned)
 
 	// The files must exist before the thread unshares: creating them is
 	// ordinary work that belongs outside the namespace-switched thread.
@@ -107,6 +93,33 @@ func Create(dir string, kinds []Kind, hostname string) (_ Pinned, retErr error) 
 		return nil, fmt.Errorf("create namespaces in %s: %w", dir, err)
 	}
 	return pinned, nil
+}
+
+// flagsOf are the clone flags of kinds.
+func flagsOf(dir string, kinds []Kind) (int, error) {
+	flags := 0
+	for _, k := range kinds {
+		f, ok := cloneFlags[k]
+		if !ok {
+			return 0, fmt.Errorf("create namespaces in %s: unsupported kind %q", dir, k)
+		}
+		flags |= f
+	}
+	return flags, nil
+}
+
+// undoOnError removes what a Create that failed (*retErr) made: the pins,
+// and dir if it made it.
+func undoOnError(retErr *error, dir string, madeDir bool, pinned Pinned) {
+	if *retErr == nil {
+		return
+	}
+	for _, p := range pinned {
+		unpin(p)
+	}
+	if madeDir {
+		_ = os.Remove(dir)
+	}
 }
 
 // unshareAndPin runs on a locked thread that is discarded afterwards.

@@ -45,30 +45,17 @@ func CreateWithUser(dir string, kinds []Kind, hostname string, userns UserNS) (_
 	if len(userns.UIDs) == 0 || len(userns.GIDs) == 0 {
 		return nil, fmt.Errorf("create user namespace in %s: no uid or gid map", dir)
 	}
-	flags := unix.CLONE_NEWUSER
-	for _, k := range kinds {
-		f, ok := cloneFlags[k]
-		if !ok {
-			return nil, fmt.Errorf("create namespaces in %s: unsupported kind %q", dir, k)
-		}
-		flags |= f
+	flags, err := flagsOf(dir, kinds)
+	if err != nil {
+		return nil, err
 	}
+	flags |= unix.CLONE_NEWUSER
 	madeDir, err := mkdir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("create namespace dir: %w", err)
 	}
 	pinned := Pinned{}
-	defer func() {
-		if retErr == nil {
-			return
-		}
-		for _, p := range pinned {
-			unpin(p)
-		}
-		if madeDir {
-			_ = os.Remove(dir)
-		}
-	}()
+	defer undoOnError(&retErr, dir, madeDir, pinned)
 
 	// The holder's tracer is this thread: it alone starts, kills and reaps
 	// it, as os/exec asks of a traced child.

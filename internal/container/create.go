@@ -363,7 +363,7 @@ func writeSpec(bundle string, s any) error {
 // mountRootfs mounts the image layers (read-only lower dirs, top first) with
 // the container's own upper dir; for a pod in a user namespace, the layers
 // idmapped and the upper dir its root's (see userns.go).
-func (m *Manager) mountRootfs(id string, layers []digest.Digest, userns *podUserNS) (retErr error) {
+func (m *Manager) mountRootfs(id string, layers []digest.Digest, userns *podUserNS) error {
 	upper, work := filepath.Join(m.layerDir(id), "upper"), filepath.Join(m.layerDir(id), "work")
 	lowers := make([]string, 0, len(layers))
 	for i := len(layers) - 1; i >= 0; i-- {
@@ -378,27 +378,38 @@ func (m *Manager) mountRootfs(id string, layers []digest.Digest, userns *podUser
 		lowers = append(lowers, empty)
 	}
 	if userns != nil {
+		if err := os.Chown(upper, int(userns.uid), int(userns.gid)); err != nil {
+			return fmt.Errorf("give the upper dir to the pod's root: %w", err)
+		}
+	}
+	if err := m.mountOverlay(id, m.rootfsDir(id), lowers, ",upperdir="+upper+",workdir="+work, 0, userns, "rootfs-"); err != nil {
+		return fmt.Errorf("mount container rootfs: %w", err)
+	}
+	return nil
+}
+
+// mountOverlay mounts an overlay of lowers (top first) at target, with
+// more options after them and mount flags. In a pod with a user namespace
+// the lowers are idmapped by it first, named with prefix under the idmap
+// dir, and those mounts are removed again once the overlay holds its own
+// references (see userns.go).
+func (m *Manager) mountOverlay(id, target string, lowers []string, more string, flags uintptr, userns *podUserNS, prefix string) (retErr error) {
+	if userns != nil {
 		defer func() {
 			if err := removeIDMapped(m.layerDir(id)); err != nil {
 				retErr = errors.Join(retErr, fmt.Errorf("remove idmapped layers: %w", err))
 			}
 		}()
 		var err error
-		if lowers, err = m.idmapLayers(id, "rootfs-", lowers, userns); err != nil {
+		if lowers, err = m.idmapLayers(id, prefix, lowers, userns); err != nil {
 			return err
 		}
-		if err := os.Chown(upper, int(userns.uid), int(userns.gid)); err != nil {
-			return fmt.Errorf("give the upper dir to the pod's root: %w", err)
-		}
 	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(lowers, ":"), upper, work)
+	opts := "lowerdir=" + strings.Join(lowers, ":") + more
 	if len(opts) >= unix.Getpagesize() {
-		return fmt.Errorf("image has too many layers (%d) for one overlay mount: %w", len(layers), errdefs.ErrNotImplemented)
+		return fmt.Errorf("image has too many layers (%d) for one overlay mount: %w", len(lowers), errdefs.ErrNotImplemented)
 	}
-	if err := unix.Mount("overlay", m.rootfsDir(id), "overlay", 0, opts); err != nil {
-		return fmt.Errorf("mount container rootfs: %w", err)
-	}
-	return nil
+	return unix.Mount("overlay", target, "overlay", flags, opts)
 }
 
 func unmount(path string) error {

@@ -69,13 +69,7 @@ func (m *Manager) SupportsRRO(handler string) bool { return m.handlers().rro[han
 
 // SupportsUserNS reports whether the runtime handler ("" is the default)
 // can run pods in a user namespace of their own.
-func (m *Manager) SupportsUserNS(handler string) bool {
-	s := m.handlers()
-	if handler == "" {
-		handler = s.def
-	}
-	return s.userns[handler]
-}
+func (m *Manager) SupportsUserNS(handler string) bool { return m.handlers().userns[handler] }
 
 // HasHandler reports whether pods may ask for handler ("" is the default).
 func (m *Manager) HasHandler(name string) bool {

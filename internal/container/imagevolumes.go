@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/containerd/errdefs"
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -93,7 +92,7 @@ func (m *Manager) mountImageVolumes(id string, mounts []spec.ImageMount, imgs []
 // empty ones below. In a pod with a user namespace the layers are
 // idmapped by it, named with prefix under the idmap dir (see userns.go):
 // an overlay itself cannot be idmapped.
-func (m *Manager) mountImage(id, dir string, layers []digest.Digest, userns *podUserNS, prefix string) (retErr error) {
+func (m *Manager) mountImage(id, dir string, layers []digest.Digest, userns *podUserNS, prefix string) error {
 	lowers := make([]string, 0, len(layers)+2)
 	for i := len(layers) - 1; i >= 0; i-- {
 		lowers = append(lowers, m.images.LayerDir(layers[i]))
@@ -105,25 +104,10 @@ func (m *Manager) mountImage(id, dir string, layers []digest.Digest, userns *pod
 		}
 		lowers = append(lowers, empty)
 	}
-	if userns != nil {
-		defer func() {
-			if err := removeIDMapped(m.layerDir(id)); err != nil {
-				retErr = errors.Join(retErr, fmt.Errorf("remove idmapped layers: %w", err))
-			}
-		}()
-		var err error
-		if lowers, err = m.idmapLayers(id, prefix, lowers, userns); err != nil {
-			return err
-		}
-	}
-	opts := "lowerdir=" + strings.Join(lowers, ":")
-	if len(opts) >= unix.Getpagesize() {
-		return fmt.Errorf("image has too many layers (%d) for one overlay mount: %w", len(layers), errdefs.ErrNotImplemented)
-	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return unix.Mount("overlay", dir, "overlay", unix.MS_RDONLY, opts)
+	return m.mountOverlay(id, dir, lowers, "", unix.MS_RDONLY, userns, prefix)
 }
 
 // subPath resolves sub inside the mounted image at root, symlinks

@@ -65,16 +65,13 @@ func CreateWithUser(dir string, kinds []Kind, hostname string, userns UserNS) (_
 	if err != nil {
 		return nil, fmt.Errorf("create namespaces in %s: %w", dir, err)
 	}
-	defer holder.stop()
+	defer stopHolder(holder)
 	for _, k := range append([]Kind{User}, kinds...) {
 		p := filepath.Join(dir, string(k))
-		if err := pinFrom(fmt.Sprintf("/proc/%d/ns/%s", holder.cmd.Process.Pid, k), p); err != nil {
+		if err := pinFrom(fmt.Sprintf("/proc/%d/ns/%s", holder.Process.Pid, k), p); err != nil {
 			return nil, err
 		}
 		pinned[k] = p
-	}
-	if err := holder.stop(); err != nil {
-		return nil, err
 	}
 
 	// crid, root in the parent user namespace, may enter the new network
@@ -88,7 +85,7 @@ func CreateWithUser(dir string, kinds []Kind, hostname string, userns UserNS) (_
 // startHolder starts the namespace holder in new namespaces. When it
 // returns, the maps are written (os/exec writes them before the child may
 // exec) and the holder is stopped after its exec.
-func startHolder(flags int, userns UserNS) (*holderProc, error) {
+func startHolder(flags int, userns UserNS) (*exec.Cmd, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("namespace holder: %w", err)
@@ -109,7 +106,7 @@ func startHolder(flags int, userns UserNS) (*holderProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start namespace holder (a traced child: kernel.yama.ptrace_scope 3 forbids it): %w", err)
 	}
-	return &holderProc{cmd: cmd}, nil
+	return cmd, nil
 }
 
 func sysMaps(maps []IDMap) []syscall.SysProcIDMap {
@@ -178,8 +175,8 @@ func IDMapSupported(path string) error {
 	if err != nil {
 		return err
 	}
-	defer holder.stop()
-	userns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", holder.cmd.Process.Pid))
+	defer stopHolder(holder)
+	userns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", holder.Process.Pid))
 	if err != nil {
 		return err
 	}
@@ -209,23 +206,9 @@ func IDMappedTree(path string, userns *os.File) (int, error) {
 	return tree, nil
 }
 
-// holderProc is a namespace holder, stopped after its exec.
-type holderProc struct {
-	cmd     *exec.Cmd
-	stopped bool
-	err     error
-}
-
-// stop kills the holder (crid started it: its PID is its own) and reaps
-// it; a second call returns the first one's result.
-func (h *holderProc) stop() error {
-	if h.stopped {
-		return h.err
-	}
-	h.stopped = true
-	if err := h.cmd.Process.Kill(); err != nil {
-		h.err = fmt.Errorf("kill namespace holder: %w", err)
-	}
-	_ = h.cmd.Wait() // "signal: killed"
-	return h.err
+// stopHolder kills the holder (crid started it: its PID is its own) and
+// reaps it. Killing a stopped child of ours cannot fail.
+func stopHolder(holder *exec.Cmd) {
+	_ = holder.Process.Kill()
+	_ = holder.Wait() // "signal: killed"
 }

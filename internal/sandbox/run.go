@@ -41,7 +41,8 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if err := validatePodPaths(cfg); err != nil {
 		return "", err
 	}
-	if err := m.validateUserNS(cfg, handler); err != nil {
+	userns, err := m.userNS(cfg, handler)
+	if err != nil {
 		return "", err
 	}
 	if m.cfg.SELinuxEnabled {
@@ -58,7 +59,7 @@ func (m *Manager) Run(ctx context.Context, cfg *runtimeapi.PodSandboxConfig, han
 	if existing != "" {
 		return existing, nil
 	}
-	err = m.run(ctx, id, name, cfg, handler)
+	err = m.run(ctx, id, name, cfg, handler, userns)
 	res.Done(err, ctx.Err() != nil)
 	if err != nil {
 		return "", err
@@ -73,26 +74,34 @@ func validatePodPaths(cfg *runtimeapi.PodSandboxConfig) error {
 	return nil
 }
 
-// validateUserNS checks a pod's user namespace options (hostUsers:
-// false): valid maps, no host namespace beside them (as Kubernetes
-// validates pods), and a runtime handler that can run such a pod.
-func (m *Manager) validateUserNS(cfg *runtimeapi.PodSandboxConfig, handler string) error {
+// userNS checks a pod's user namespace options (hostUsers: false): valid
+// maps, no host namespace beside them (as Kubernetes validates pods), and a
+// runtime handler that can run such a pod. It returns the namespace's
+// maps, nil for a pod in the host's user namespace.
+func (m *Manager) userNS(cfg *runtimeapi.PodSandboxConfig, handler string) (*namespaces.UserNS, error) {
 	nsOpts := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	userns, err := spec.PodUserNS(nsOpts)
 	if err != nil || userns == nil {
-		return err
+		return nil, err
 	}
 	const field = "config.linux.security_context.namespace_options"
 	for kind, mode := range map[string]runtimeapi.NamespaceMode{"network": nsOpts.GetNetwork(), "ipc": nsOpts.GetIpc(), "pid": nsOpts.GetPid()} {
 		if mode == runtimeapi.NamespaceMode_NODE {
-			return fmt.Errorf("%s: a pod with a user namespace cannot use the host's %s namespace: %w", field, kind, errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s: a pod with a user namespace cannot use the host's %s namespace: %w", field, kind, errdefs.ErrInvalidArgument)
 		}
 	}
 	if m.cfg.SupportsUserNS == nil || !m.cfg.SupportsUserNS(handler) {
-		return fmt.Errorf("%s.userns_options: runtime handler %q cannot run pods in a user namespace (it needs idmapped mounts: `crid check` says what is missing): %w",
+		return nil, fmt.Errorf("%s.userns_options: runtime handler %q cannot run pods in a user namespace (it needs idmapped mounts: `crid check` says what is missing): %w",
 			field, handler, errdefs.ErrFailedPrecondition)
 	}
-	return nil
+	conv := func(in []specs.LinuxIDMapping) []namespaces.IDMap {
+		out := make([]namespaces.IDMap, len(in))
+		for i, m := range in {
+			out[i] = namespaces.IDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+		}
+		return out
+	}
+	return &namespaces.UserNS{UIDs: conv(userns.UIDs), GIDs: conv(userns.GIDs)}, nil
 }
 
 func hasDotDot(p string) bool {
@@ -104,7 +113,7 @@ func hasDotDot(p string) bool {
 	return false
 }
 
-func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodSandboxConfig, handler string) (retErr error) {
+func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodSandboxConfig, handler string, userns *namespaces.UserNS) (retErr error) {
 	raw, err := proto.Marshal(cfg)
 	if err != nil {
 		return err
@@ -146,10 +155,6 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 		if hostname, err = os.Hostname(); err != nil {
 			return err
 		}
-	}
-	userns, err := podUserNS(cfg)
-	if err != nil {
-		return err
 	}
 	var kinds []namespaces.Kind
 	if !hostNet {
@@ -258,23 +263,6 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 	m.log.Info("pod sandbox ready", "pod", id, "name", name, "ips", sb.IPs,
 		"network", took[stepNetwork], "total", time.Since(start))
 	return nil
-}
-
-// podUserNS are the maps of the pod's user namespace, nil for a pod in the
-// host's.
-func podUserNS(cfg *runtimeapi.PodSandboxConfig) (*namespaces.UserNS, error) {
-	u, err := spec.PodUserNS(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions())
-	if err != nil || u == nil {
-		return nil, err
-	}
-	conv := func(in []specs.LinuxIDMapping) []namespaces.IDMap {
-		out := make([]namespaces.IDMap, len(in))
-		for i, m := range in {
-			out[i] = namespaces.IDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
-		}
-		return out
-	}
-	return &namespaces.UserNS{UIDs: conv(u.UIDs), GIDs: conv(u.GIDs)}, nil
 }
 
 func podNetwork(sb *Sandbox) network.PodNetwork {

@@ -229,9 +229,13 @@ func TestCloseStopsWatchers(t *testing.T) {
 	if err := r.WatchMonitor("a"); err != nil {
 		t.Fatal(err)
 	}
-	// Each watcher runs with its queue's goroutine.
-	if got := countGoroutines(); got != before+4 {
-		t.Errorf("%d watcher goroutines running, want %d", got, before+4)
+	// Each watcher runs with its queue's goroutine; a goroutine just
+	// started may not be on its way yet.
+	for deadline := time.Now().Add(waitBound); countGoroutines() != before+4; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("%d watcher goroutines running, want %d", countGoroutines(), before+4)
+			break
+		}
 	}
 	r.monitors.mu.Lock()
 	fd := r.monitors.byID["a"].fd

@@ -29,6 +29,7 @@ import (
 	"github.com/crid-project/crid/internal/image"
 	"github.com/crid-project/crid/internal/namespaces"
 	"github.com/crid-project/crid/internal/network"
+	"github.com/crid-project/crid/internal/nri"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
 	"github.com/crid-project/crid/internal/server"
@@ -62,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		{"cni-conf-dir", "CNI network configuration dir (default " + config.Default().Network.ConfDir + ")"},
 		{"cni-bin-dir", "CNI plugin dirs, colon-separated (default " + strings.Join(config.Default().Network.BinDirs, ":") + ")"},
 		{"cgroup-driver", "cgroupfs or systemd (default: systemd when systemd booted the host)"},
+		{"nri-socket", "NRI plugin socket (default " + config.Default().NRI.SocketPath + ")"},
 		{"metrics-address", "Prometheus metrics host:port, \"none\" to disable (default " + config.Default().Metrics.Address + ")"},
 	} {
 		overrides[f.name] = fs.String(f.name, "", f.usage)
@@ -146,6 +148,8 @@ func applyOverrides(cfg *config.Config, overrides map[string]*string) {
 			cfg.Network.BinDirs = strings.Split(*v, ":")
 		case "cgroup-driver":
 			cfg.CgroupDriver = *v
+		case "nri-socket":
+			cfg.NRI.SocketPath = *v
 		case "metrics-address":
 			cfg.Metrics.Address = *v
 			if *v == "none" {
@@ -248,6 +252,16 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	pods.Infra = containers
 	images.InUse = containers.InUse
 
+	var nriErr error
+	if cfg.NRI.Enable {
+		var plugins *nri.Service
+		if plugins, nriErr = startNRI(cfg, pods, containers, log.With("component", "nri")); nriErr != nil {
+			log.Warn("NRI is unavailable: serving CRI without it", "socket", cfg.NRI.SocketPath, "error", nriErr)
+		} else {
+			defer plugins.Stop()
+			log.Info("NRI serving", "socket", cfg.NRI.SocketPath, "plugin_path", cfg.NRI.PluginPath)
+		}
+	}
 	containers.OnInfraExit = func(podID string) { pods.Repair(ctx, podID) }
 	go containers.WatchExits(ctx)
 	// Serve first, reconcile in the background: a hung runc or CNI plugin
@@ -268,7 +282,7 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	}
 	svc := server.Services{
 		Images: images, Pods: pods, Containers: containers, Streaming: streaming,
-		Events: obs.events, Metrics: obs.metrics,
+		Events: obs.events, Metrics: obs.metrics, NRIUnavailable: nriErr,
 	}
 	if obs.stats != nil {
 		svc.Stats = obs.stats // a nil *stats.Service must not become a non-nil interface

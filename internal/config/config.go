@@ -56,6 +56,7 @@ type Config struct {
 
 	Network NetworkConfig `toml:"network" json:"network"`
 	CDI     CDIConfig     `toml:"cdi" json:"cdi"`
+	NRI     NRIConfig     `toml:"nri" json:"nri"`
 
 	Streaming StreamingConfig `toml:"streaming" json:"streaming"`
 	Metrics   MetricsConfig   `toml:"metrics" json:"metrics"`
@@ -104,6 +105,22 @@ type CDIConfig struct {
 	// dir's device winning over an earlier one's of the same name; empty:
 	// no CDI device resolves.
 	SpecDirs []string `toml:"spec_dirs" json:"spec_dirs"`
+}
+
+// NRIConfig configures the Node Resource Interface: plugins that see and
+// adjust every pod and container (containerd's [nri] keys and defaults).
+type NRIConfig struct {
+	// Enable serves NRI; plugins connect to SocketPath.
+	Enable     bool   `toml:"enable" json:"enable"`
+	SocketPath string `toml:"socket_path" json:"socket_path"`
+	// PluginPath holds plugins crid starts itself (NN-name executables),
+	// configured from PluginConfigPath's NN-name.conf or name.conf.
+	PluginPath       string `toml:"plugin_path" json:"plugin_path"`
+	PluginConfigPath string `toml:"plugin_config_path" json:"plugin_config_path"`
+	// PluginRegistrationTimeout bounds a plugin's registration;
+	// PluginRequestTimeout each request to a plugin.
+	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" json:"plugin_registration_timeout"`
+	PluginRequestTimeout      Duration `toml:"plugin_request_timeout" json:"plugin_request_timeout"`
 }
 
 // ImageConfig configures the image service.
@@ -165,6 +182,14 @@ func Default() Config {
 			BinDirs: []string{"/opt/cni/bin", "/usr/lib/cni"},
 		},
 		CDI: CDIConfig{SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		NRI: NRIConfig{
+			Enable:                    true,
+			SocketPath:                "/var/run/nri/nri.sock",
+			PluginPath:                "/opt/nri/plugins",
+			PluginConfigPath:          "/etc/nri/conf.d",
+			PluginRegistrationTimeout: Duration(5 * time.Second),
+			PluginRequestTimeout:      Duration(2 * time.Second),
+		},
 		Streaming: StreamingConfig{
 			Address:     "127.0.0.1",
 			IdleTimeout: Duration(4 * time.Hour),
@@ -263,6 +288,16 @@ func (c *Config) Validate() error {
 	for i, dir := range c.CDI.SpecDirs {
 		if !filepath.IsAbs(dir) {
 			errs = append(errs, fmt.Errorf("cdi.spec_dirs[%d]: %q is not an absolute path", i, dir))
+		}
+	}
+	if c.NRI.Enable {
+		for key, path := range map[string]string{"socket_path": c.NRI.SocketPath, "plugin_path": c.NRI.PluginPath, "plugin_config_path": c.NRI.PluginConfigPath} {
+			if !filepath.IsAbs(path) {
+				errs = append(errs, fmt.Errorf("nri.%s: %q is not an absolute path", key, path))
+			}
+		}
+		if c.NRI.PluginRegistrationTimeout <= 0 || c.NRI.PluginRequestTimeout <= 0 {
+			errs = append(errs, errors.New("nri.plugin_registration_timeout and nri.plugin_request_timeout: must be positive"))
 		}
 	}
 	if c.Image.MaxConcurrentDownloads < 1 {

@@ -112,6 +112,8 @@ type Sandboxes interface {
 	Use(id string) (sb sandbox.Sandbox, release func(), err error)
 	// Exists reports whether the pod has a record, in any state.
 	Exists(id string) bool
+	// Lookup returns the pod's record, in any state.
+	Lookup(id string) (sandbox.Sandbox, bool)
 }
 
 // Observer is told of lifecycle changes (the kubelet's event stream) and
@@ -183,6 +185,8 @@ type Manager struct {
 	hset atomic.Pointer[handlerSet] // Config's handlers until SetHandlers
 
 	Observer Observer // set after construction; nil: nobody is told
+	Plugins  Plugins  // set after construction; nil: NRI is off
+	stopped  stopTold // containers whose stop the plugins may not have heard of
 
 	// OnLayerMade, if set, is told of each new writable-layer dir (the
 	// disk usage cache then knows it empty instead of unmeasured).
@@ -217,6 +221,7 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 		if err := m.migrate(c); err != nil {
 			return nil, err
 		}
+		m.stopped.add(c.ID)
 	}
 	return m, nil
 }

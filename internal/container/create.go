@@ -159,6 +159,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err := m.recs.Insert(c); err != nil {
 		return err
 	}
+	m.stopped.add(id)
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -224,6 +225,8 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	}
 	var user *runtimeapi.ContainerUser
 	var specStart, specDone, created time.Time
+	unblockSync := func() {}
+	defer func() { unblockSync() }()
 	plan = append(plan, steps.Step[Container]{
 		Name: stepRuntime,
 		// conmon's own cgroup is recorded with the intent: the undo
@@ -259,6 +262,14 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 				return err
 			}
 			user = u
+			if m.Plugins != nil && !infra {
+				// Held until the container is committed (or rolled
+				// back): a plugin connecting meanwhile lists it.
+				unblockSync = m.Plugins.BlockSync()
+				if err := m.Plugins.CreateContainer(ctx, sb, &c, s); err != nil {
+					return fmt.Errorf("NRI: %w", err)
+				}
+			}
 			if err := writeSpec(m.bundleDir(id), s); err != nil {
 				return err
 			}
@@ -287,9 +298,13 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			v.User, _ = proto.Marshal(user)
 		}
 	})
+	unblockSync()
 	if err != nil {
 		return err
 	}
+	m.tell(ctx, "PostCreateContainer", &rec, func(ctx context.Context, p Plugins, sb *sandbox.Sandbox, c *Container) error {
+		return p.PostCreateContainer(ctx, sb, c)
+	})
 	m.stage("rootfs", took[stepDirs]+took[stepRootfs]+took[stepImageVolumes])
 	m.stage("spec", specDone.Sub(specStart))
 	m.stage("runtime", created.Sub(specDone))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crid-project/crid/internal/container/spec"
 	"github.com/crid-project/crid/internal/oci"
+	"github.com/crid-project/crid/internal/sandbox"
 )
 
 // running returns the container if it runs, or FailedPrecondition.
@@ -127,7 +128,8 @@ func (m *Manager) readSpec(id string) (*specs.Spec, error) {
 	return &s, nil
 }
 
-// UpdateResources changes the container's cgroup limits.
+// UpdateResources changes the container's cgroup limits, as the NRI
+// plugins adjust them.
 func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error {
 	if r == nil {
 		return nil
@@ -148,21 +150,69 @@ func (m *Manager) UpdateResources(ctx context.Context, id string, r *runtimeapi.
 	if err != nil {
 		return err
 	}
-	if c.State == StateRunning || c.State == StateCreated {
-		h, err := m.handler(c.Handler)
-		if err != nil {
-			return err
-		}
-		if err := m.rt.UpdateResources(ctx, c.ID, h, res); err != nil {
-			return fmt.Errorf("update resources of %s: %w", c.ID, err)
+	p, sb := m.plugins(&c)
+	if p != nil {
+		if res, err = p.UpdateContainer(ctx, sb, &c, res); err != nil {
+			return fmt.Errorf("update resources of %s: NRI: %w", c.ID, err)
 		}
 	}
+	if err := m.applyResources(ctx, c, res); err != nil {
+		return err
+	}
 	raw, _ := proto.Marshal(r)
-	_, err = m.recs.Update(c.ID, func(c *Container) error {
+	if c, err = m.recs.Update(c.ID, func(c *Container) error {
 		c.Resources = raw
 		return nil
+	}); err != nil {
+		return err
+	}
+	m.tell(ctx, "PostUpdateContainer", &c, func(ctx context.Context, p Plugins, sb *sandbox.Sandbox, c *Container) error {
+		return p.PostUpdateContainer(ctx, sb, c)
 	})
-	return err
+	return nil
+}
+
+// UpdateOCIResources changes the container's cgroup limits as an NRI
+// plugin asks, without telling the plugins.
+func (m *Manager) UpdateOCIResources(ctx context.Context, id string, res *specs.LinuxResources) error {
+	c, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	unlock := m.recs.Lock(c.ID)
+	defer unlock()
+	if c, err = m.Get(c.ID); err != nil {
+		return err
+	}
+	return m.applyResources(ctx, c, res)
+}
+
+// FitResources drops the limits this host's cgroups cannot take, as
+// creation does.
+func (m *Manager) FitResources(res *specs.LinuxResources) error {
+	if res == nil {
+		return nil
+	}
+	if !m.host.swapLimit && res.Memory != nil {
+		res.Memory.Swap = nil
+	}
+	spec.DropUnsupportedLimits(res, m.host.hugetlb)
+	return nil
+}
+
+// applyResources writes res to a live container's cgroup.
+func (m *Manager) applyResources(ctx context.Context, c Container, res *specs.LinuxResources) error {
+	if c.State != StateRunning && c.State != StateCreated {
+		return nil
+	}
+	h, err := m.handler(c.Handler)
+	if err != nil {
+		return err
+	}
+	if err := m.rt.UpdateResources(ctx, c.ID, h, res); err != nil {
+		return fmt.Errorf("update resources of %s: %w", c.ID, err)
+	}
+	return nil
 }
 
 // ReopenLog asks the container's monitor to reopen its log file (after the

@@ -120,6 +120,7 @@ func (m *Manager) markExited(id string, code int32, reason, message string, at t
 		return
 	}
 	m.event(runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, &c)
+	m.tellStopped(context.Background(), &c, false)
 	m.log.Info("container exited", "container", id, "pod", c.SandboxID, "code", code, "reason", reason)
 	if c.Infra && m.OnInfraExit != nil {
 		go m.OnInfraExit(c.SandboxID)

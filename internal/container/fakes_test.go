@@ -388,6 +388,11 @@ func (f *fakeSandboxes) Exists(id string) bool {
 	return err == nil
 }
 
+func (f *fakeSandboxes) Lookup(id string) (sandbox.Sandbox, bool) {
+	sb, err := f.Get(id)
+	return sb, err == nil
+}
+
 // fakeObserver records the lifecycle events, in order.
 type fakeObserver struct {
 	mu     sync.Mutex

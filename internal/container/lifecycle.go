@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/sandbox"
 	"github.com/crid-project/crid/internal/steps"
 )
 
@@ -51,6 +52,11 @@ func (m *Manager) startLocked(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	if p, sb := m.plugins(&c); p != nil {
+		if err := p.StartContainer(ctx, sb, &c); err != nil {
+			return fmt.Errorf("start container %s: NRI: %w", c.ID, err)
+		}
+	}
 	start := time.Now()
 	err = m.steps.Run(ctx, c.ID, steps.Step[Container]{
 		Name: stepStart,
@@ -67,6 +73,9 @@ func (m *Manager) startLocked(ctx context.Context, id string) error {
 	c, _ = m.recs.Get(c.ID)
 	m.stage("start", time.Since(start))
 	m.event(runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT, &c)
+	m.tell(ctx, "PostStartContainer", &c, func(ctx context.Context, p Plugins, sb *sandbox.Sandbox, c *Container) error {
+		return p.PostStartContainer(ctx, sb, c)
+	})
 	return nil
 }
 
@@ -236,6 +245,7 @@ func (m *Manager) destroy(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
+	m.tellRemoved(ctx, &c)
 	c, err = m.steps.Undo(ctx, id, c, m.undoers())
 	if err != nil {
 		return err

@@ -248,7 +248,24 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			},
 		})
 	}
+	unblockSync := func() {}
+	defer func() { unblockSync() }()
+	if m.Plugins != nil {
+		plan = append(plan, steps.Step[Sandbox]{
+			Name: stepPlugins,
+			Make: func(ctx context.Context, sb Sandbox) error {
+				// Held until the pod is committed (or rolled back): a
+				// plugin connecting meanwhile lists it.
+				unblockSync = m.Plugins.BlockSync()
+				if err := m.Plugins.RunPodSandbox(ctx, &sb); err != nil {
+					return fmt.Errorf("NRI: %w", err)
+				}
+				return nil
+			},
+		})
+	}
 	sb, took, err := m.steps.RunAll(ctx, id, plan, func(sb *Sandbox) { sb.State = StateReady })
+	unblockSync()
 	if err != nil {
 		return err
 	}

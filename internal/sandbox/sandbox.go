@@ -141,7 +141,23 @@ type Manager struct {
 	Containers Containers // set after construction: the two managers refer to each other
 	Infra      Infra
 	Observer   Observer // set after construction; nil: nobody is told
+	Plugins    Plugins  // set after construction; nil: NRI is off
+}
 
+// Plugins are told of the lifecycle of pods (NRI, internal/nri).
+type Plugins interface {
+	// BlockSync holds back the synchronisation of a connecting plugin
+	// until unblock: a pod announced to the plugins is committed before
+	// a new plugin lists what exists.
+	BlockSync() (unblock func())
+	// RunPodSandbox comes before the pod is ready; an error fails it.
+	RunPodSandbox(ctx context.Context, sb *Sandbox) error
+	StopPodSandbox(ctx context.Context, sb *Sandbox) error
+	RemovePodSandbox(ctx context.Context, sb *Sandbox) error
+	// UpdatePodSandbox comes before new pod resources are applied; an
+	// error refuses them.
+	UpdatePodSandbox(ctx context.Context, sb *Sandbox, overhead, resources *runtimeapi.LinuxContainerResources) error
+	PostUpdatePodSandbox(ctx context.Context, sb *Sandbox) error
 }
 
 // Network is what the manager needs of the CNI manager.
@@ -182,6 +198,9 @@ func (m *Manager) Exists(id string) bool {
 	_, ok := m.recs.Get(id)
 	return ok
 }
+
+// Lookup returns the pod's record, in any state.
+func (m *Manager) Lookup(id string) (Sandbox, bool) { return m.recs.Get(id) }
 
 // List returns copies of all sandboxes that exist (not half-created ones).
 func (m *Manager) List() []Sandbox { return m.recs.List(visible) }

@@ -21,6 +21,7 @@ const (
 	stepShm        = "shm"        // the pod's /dev/shm tmpfs
 	stepNetwork    = "network"    // CNI ADD (DEL is owed once begun)
 	stepInfra      = "infra"      // pause container of a shared PID namespace
+	stepPlugins    = "nri"        // NRI plugins told of the pod (RunPodSandbox)
 )
 
 // stopUndoers undo what a stopped pod no longer needs; its dir and files
@@ -69,6 +70,17 @@ func (m *Manager) stopUndoers() steps.Undoers[Sandbox] {
 // removeUndoers undo everything.
 func (m *Manager) removeUndoers() steps.Undoers[Sandbox] {
 	u := m.stopUndoers()
+	u[stepPlugins] = steps.Undo[Sandbox]{
+		Do: func(ctx context.Context, sb Sandbox) error {
+			// A plugin cannot refuse a removal: its error is logged.
+			if m.Plugins != nil {
+				if err := m.Plugins.RemovePodSandbox(ctx, &sb); err != nil {
+					m.log.Warn("NRI plugin failed on RemovePodSandbox", "pod", sb.ID, "error", err)
+				}
+			}
+			return nil
+		},
+	}
 	u[stepDir] = steps.Undo[Sandbox]{
 		Do: func(_ context.Context, sb Sandbox) error {
 			// The pins and the tmpfs are undone before, and sweep has

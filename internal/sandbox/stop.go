@@ -40,6 +40,13 @@ func (m *Manager) stopLocked(ctx context.Context, id, reason string) error {
 			return fmt.Errorf("stop containers of pod %s: %w", sb.ID, err)
 		}
 	}
+	if sb.State == StateReady && m.Plugins != nil && sb.Steps.Done(stepPlugins) {
+		// Told once, with the containers stopped and the pod's network
+		// still up; a plugin cannot refuse a stop: its error is logged.
+		if err := m.Plugins.StopPodSandbox(ctx, &sb); err != nil {
+			m.log.Warn("NRI plugin failed on StopPodSandbox", "pod", sb.ID, "error", err)
+		}
+	}
 	sb, err := m.steps.Undo(ctx, sb.ID, sb, m.stopUndoers())
 	if err != nil {
 		return err

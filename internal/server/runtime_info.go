@@ -44,6 +44,12 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			MountOptions: true,
 		},
 	}
+	if err := s.nriErr; err != nil {
+		// Not a condition the kubelet waits for: pods run without NRI.
+		resp.Status.Conditions = append(resp.Status.Conditions, &runtimeapi.RuntimeCondition{
+			Type: "NRIReady", Status: false, Reason: "NRIUnavailable", Message: err.Error(),
+		})
+	}
 	if req.GetVerbose() {
 		cfg, err := json.Marshal(s.cfg)
 		if err != nil {

@@ -36,6 +36,7 @@ type Server struct {
 	stats      statsService
 	events     eventSource
 	metrics    rpcObserver
+	nriErr     error
 	log        *slog.Logger
 	version    string
 
@@ -54,14 +55,17 @@ type Services struct {
 	Streaming  streamingService // nil: Exec, Attach and PortForward are Unimplemented
 	Stats      statsService     // nil: the stats and metrics calls are Unimplemented
 	Events     eventSource      // nil: GetContainerEvents is Unimplemented
-	Metrics    rpcObserver      // nil: calls are not measured
+	// NRIUnavailable says why NRI, enabled, is not served (Status
+	// reports it); nil when it is served or disabled.
+	NRIUnavailable error
+	Metrics        rpcObserver // nil: calls are not measured
 }
 
 // New returns a server over the given services.
 func New(cfg config.Config, svc Services, version string, log *slog.Logger) *Server {
 	return &Server{
 		cfg: cfg, images: svc.Images, pods: svc.Pods, containers: svc.Containers, streaming: svc.Streaming,
-		stats: svc.Stats, events: svc.Events, metrics: svc.Metrics, log: log, version: version,
+		stats: svc.Stats, events: svc.Events, metrics: svc.Metrics, nriErr: svc.NRIUnavailable, log: log, version: version,
 	}
 }
 

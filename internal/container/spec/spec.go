@@ -209,7 +209,7 @@ func Build(in Input) (*specs.Spec, *runtimeapi.ContainerUser, error) {
 	if err := setResources(s, in.Config.GetLinux().GetResources(), in.SwapLimitSupported); err != nil {
 		return nil, nil, err
 	}
-	dropUnsupportedLimits(s.Linux.Resources, in.HugetlbSupported)
+	DropUnsupportedLimits(s.Linux.Resources, in.HugetlbSupported)
 	if s.Process.OOMScoreAdj, err = oomScoreAdj(in.Config.GetLinux().GetResources(), in.MinOOMScoreAdj); err != nil {
 		return nil, nil, err
 	}

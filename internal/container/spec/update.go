@@ -17,15 +17,15 @@ func Resources(r *runtimeapi.LinuxContainerResources, swapSupported, hugetlbSupp
 	if s.Linux.Resources == nil {
 		s.Linux.Resources = &specs.LinuxResources{}
 	}
-	dropUnsupportedLimits(s.Linux.Resources, hugetlbSupported)
+	DropUnsupportedLimits(s.Linux.Resources, hugetlbSupported)
 	return s.Linux.Resources, nil
 }
 
-// dropUnsupportedLimits removes the hugepage limits when the host has no
+// DropUnsupportedLimits removes the hugepage limits when the host has no
 // hugetlb cgroup controller: runc would fail the whole container over them
 // (containerd and CRI-O skip them too). They were validated all the same, so
 // a malformed request is an error whatever the host.
-func dropUnsupportedLimits(res *specs.LinuxResources, hugetlbSupported bool) {
+func DropUnsupportedLimits(res *specs.LinuxResources, hugetlbSupported bool) {
 	if res != nil && !hugetlbSupported && len(res.HugepageLimits) > 0 {
 		slog.Debug("no hugetlb cgroup controller: hugepage limits dropped")
 		res.HugepageLimits = nil

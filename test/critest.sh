@@ -18,14 +18,15 @@ BIN="$PWD/_output/bin"
 
 # The groups crid implements (Streaming: exec, attach and port-forward, with
 # and without TTY, host network included; AppArmor, whose specs skip
-# themselves on a host without it; Image Volume). Skipped, each for a reason:
+# themselves on a host without it; Image Volume; NRI, whose test plugins
+# connect to crid's NRI socket in $work). Skipped, each for a reason:
 # - test-image-digest pins an upstream digest (sha256:9700f9a2…) that no
 #   offline build can reproduce;
 # - user namespaces here: Debian's runc, the default handler, cannot idmap
 #   mounts; the UserNamespaces group runs after the others with the
 #   runc-userns handler (runc 1.5, which hack/install-deps.sh builds), when
 #   that is installed (CRITEST_USERNS=required: it must be).
-FOCUS=${CRITEST_FOCUS:-'\[k8s.io\] (PodSandbox|Container|Container Mount Propagation|Container Mount Readonly|Container OOM|Idempotence|Image Consistency|Image Identifier Consistency|Image Manager|Image Volume|Multiple Containers \[Conformance\]|Networking|Runtime info|Security Context|Streaming|AppArmor) '}
+FOCUS=${CRITEST_FOCUS:-'\[k8s.io\] (PodSandbox|Container|Container Mount Propagation|Container Mount Readonly|Container OOM|Idempotence|Image Consistency|Image Identifier Consistency|Image Manager|Image Volume|Multiple Containers \[Conformance\]|Networking|Runtime info|Security Context|Streaming|AppArmor|NRI) '}
 SKIP=${CRITEST_SKIP:-'public image with digest should be pulled and removed|UserNamespaces'}
 
 work=$(mktemp -d /tmp/crid-critest.XXXXXX)
@@ -89,8 +90,19 @@ cat >"$work/net.d/10-critest.conflist" <<JSON
 }
 JSON
 
+# NRI on its own socket. The sync specs hold a plugin's Synchronize open
+# for 2 seconds while containers are created: the request timeout must
+# outlast it (containerd's default, 2s, would drop the plugin).
+cat >"$work/crid.toml" <<TOML
+[nri]
+socket_path = "$work/nri.sock"
+plugin_path = "$work/nri-plugins"
+plugin_config_path = "$work/nri-conf.d"
+plugin_request_timeout = "10s"
+TOML
+
 sock="$work/crid.sock"
-nsenter --net="/run/netns/$ns" "$BIN/crid" --root "$work/root" --state "$work/state" --listen "unix://$sock" \
+nsenter --net="/run/netns/$ns" "$BIN/crid" --config "$work/crid.toml" --root "$work/root" --state "$work/state" --listen "unix://$sock" \
 	--registry-config-dir "$work/hosts" --cni-conf-dir "$work/net.d" \
 	${CRID_CGROUP_DRIVER:+--cgroup-driver "$CRID_CGROUP_DRIVER"} >"$work/crid.log" 2>&1 &
 pids+=($!)
@@ -98,7 +110,7 @@ wait_for "$sock" crid "${pids[-1]}"
 
 critest() {
 	nsenter --net="/run/netns/$ns" "$BIN/critest" --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" \
-		-ginkgo.no-color "$@"
+		-nri-socket "$work/nri.sock" -ginkgo.no-color "$@"
 }
 critest -ginkgo.focus="$FOCUS" -ginkgo.skip="$SKIP" "$@"
 

@@ -126,8 +126,10 @@ func (s *Service) containerOf(c *container.Container, spec *specs.Spec) *api.Con
 			Devices:       api.FromOCILinuxDevices(l.Devices),
 			Resources:     api.FromOCILinuxResources(l.Resources, nil),
 			CgroupsPath:   l.CgroupsPath,
-			SeccompPolicy: api.FromOCILinuxSeccomp(l.Seccomp),
 			Sysctl:        l.Sysctl,
+		}
+		if l.Seccomp != nil { // unlike the other conversions, this one takes no nil
+			out.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)
 		}
 		if p := spec.Process; p != nil {
 			if p.OOMScoreAdj != nil {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/containerd/nri/pkg/adaptation"
@@ -62,13 +63,18 @@ type Service struct {
 	a     *adaptation.Adaptation
 }
 
+var libraryOnce sync.Once
+
 // New makes the service; Start serves it.
 func New(cfg Config, state State, log *slog.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, state: state, log: log}
-	nrilog.Set(logger{log})
-	// The library keeps its timeouts in package state.
-	adaptation.SetPluginRegistrationTimeout(cfg.RegistrationTimeout)
-	adaptation.SetPluginRequestTimeout(cfg.RequestTimeout)
+	// The library keeps its logger and timeouts per process, unguarded:
+	// they are set once, by the first service (crid makes one).
+	libraryOnce.Do(func() {
+		nrilog.Set(logger{log})
+		adaptation.SetPluginRegistrationTimeout(cfg.RegistrationTimeout)
+		adaptation.SetPluginRequestTimeout(cfg.RequestTimeout)
+	})
 	a, err := adaptation.New("crid", cfg.RuntimeVersion, s.sync, s.update,
 		adaptation.WithSocketPath(cfg.SocketPath),
 		adaptation.WithPluginPath(cfg.PluginPath),

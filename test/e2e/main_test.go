@@ -21,7 +21,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-var bin struct{ crid, cridCrash, rig, crictl, cniDir string }
+var bin struct{ crid, cridCrash, rig, crictl, cniDir, nriPlugin string }
 
 // netns is the network namespace every daemon of the tests runs in, entered
 // with nsenter (which, unlike `ip netns exec`, keeps the host mount
@@ -115,6 +115,7 @@ func run(m *testing.M) int {
 	bin.cridCrash = filepath.Join(dir, "crid-crashpoints")
 	bin.rig = filepath.Join(dir, "rig")
 	bin.cniDir = filepath.Join(dir, "cni")
+	bin.nriPlugin = filepath.Join(dir, "nriplugin")
 	// crid runs under the race detector here: the e2e tests are where its
 	// managers meet real concurrency.
 	for _, b := range []struct {
@@ -125,6 +126,7 @@ func run(m *testing.M) int {
 		{bin.cridCrash, "./cmd/crid", "crashpoints", true},
 		{bin.rig, "./test/rig/cmd/rig", "", false},
 		{filepath.Join(bin.cniDir, "cnihang"), "./test/e2e/cnihang", "", false},
+		{bin.nriPlugin, "./test/e2e/nriplugin", "", false},
 	} {
 		if prebuilt {
 			if _, err := os.Stat(b.out); err != nil {
@@ -290,7 +292,7 @@ func (c *crid) startWith(binary string, env ...string) {
 func (c *crid) args() []string {
 	return append([]string{"--root", c.root, "--state", c.state, "--listen", "unix://" + c.sock,
 		"--registry-config-dir", c.hosts, "--cni-conf-dir", c.netConf, "--log-level", "debug",
-		"--cgroup-driver", driver}, c.extra...)
+		"--cgroup-driver", driver, "--nri-socket", filepath.Join(c.dir, "nri.sock")}, c.extra...)
 }
 
 func (c *crid) crictl(args ...string) (string, error) {

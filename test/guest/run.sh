@@ -40,6 +40,7 @@ go build -o "$bin/rig" ./test/rig/cmd/rig
 # The rig's in-image helper, which it otherwise compiles when it starts.
 CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -buildid=" -o "$bin/rig-guest" ./test/rig/images/guest
 go build -o "$bin/cni/cnihang" ./test/e2e/cnihang
+go build -o "$bin/nriplugin" ./test/e2e/nriplugin
 go test -c -o "$bin/e2e.test" ./test/e2e
 cp _output/bin/crictl _output/bin/critest "$bin/"
 # runc 1.5 for the runc-userns handler (install-deps.sh builds it against

@@ -122,11 +122,11 @@ func (s *Service) containerOf(c *container.Container, spec *specs.Spec) *api.Con
 	}
 	if l := spec.Linux; l != nil {
 		out.Linux = &api.LinuxContainer{
-			Namespaces:    api.FromOCILinuxNamespaces(l.Namespaces),
-			Devices:       api.FromOCILinuxDevices(l.Devices),
-			Resources:     api.FromOCILinuxResources(l.Resources, nil),
-			CgroupsPath:   l.CgroupsPath,
-			Sysctl:        l.Sysctl,
+			Namespaces:  api.FromOCILinuxNamespaces(l.Namespaces),
+			Devices:     api.FromOCILinuxDevices(l.Devices),
+			Resources:   api.FromOCILinuxResources(l.Resources, nil),
+			CgroupsPath: l.CgroupsPath,
+			Sysctl:      l.Sysctl,
 		}
 		if l.Seccomp != nil { // unlike the other conversions, this one takes no nil
 			out.Linux.SeccompPolicy = api.FromOCILinuxSeccomp(l.Seccomp)

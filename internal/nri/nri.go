@@ -14,7 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/nri/pkg/adaptation"
@@ -57,10 +59,11 @@ type State interface {
 
 // Service is crid's side of NRI.
 type Service struct {
-	cfg   Config
-	state State
-	log   *slog.Logger
-	a     *adaptation.Adaptation
+	cfg     Config
+	state   State
+	log     *slog.Logger
+	a       *adaptation.Adaptation
+	plugins pluginCount
 }
 
 var libraryOnce sync.Once
@@ -79,6 +82,7 @@ func New(cfg Config, state State, log *slog.Logger) (*Service, error) {
 		adaptation.WithSocketPath(cfg.SocketPath),
 		adaptation.WithPluginPath(cfg.PluginPath),
 		adaptation.WithPluginConfigPath(cfg.PluginConfigPath),
+		adaptation.WithMetrics(&s.plugins),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("NRI: %w", err)
@@ -89,10 +93,27 @@ func New(cfg Config, state State, log *slog.Logger) (*Service, error) {
 
 // Start starts the plugins in the plugin dir and serves the socket.
 func (s *Service) Start() error {
+	// The library counts the plugins it starts only at its first event:
+	// until then, any file in the plugin dir may be one.
+	if entries, _ := os.ReadDir(s.cfg.PluginPath); len(entries) > 0 {
+		s.plugins.n.Store(-1)
+	}
 	if err := s.a.Start(); err != nil {
 		return fmt.Errorf("NRI: %w", err)
 	}
 	return nil
+}
+
+// pluginCount is the number of plugins connected, as the library reports
+// it (-1: unknown yet). Events are built and sent only when it is not 0:
+// most nodes run no plugin, and describing a container reads its spec.
+type pluginCount struct{ n atomic.Int64 }
+
+func (c *pluginCount) none() bool                                        { return c.n.Load() == 0 }
+func (c *pluginCount) UpdatePluginCount(count int)                       { c.n.Store(int64(count)) }
+func (c *pluginCount) RecordPluginInvocation(string, string, error)      {}
+func (c *pluginCount) RecordPluginLatency(string, string, time.Duration) {}
+func (c *pluginCount) RecordPluginAdjustments(string, string, *api.ContainerAdjustment, int, int) {
 }
 
 // Stop closes every plugin connection and the socket.
@@ -156,22 +177,34 @@ func (s *Service) apply(ctx context.Context, updates []*adaptation.ContainerUpda
 // RunPodSandbox tells the plugins of a new pod; an error fails its
 // creation.
 func (s *Service) RunPodSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.RunPodSandbox(ctx, &adaptation.RunPodSandboxRequest{Pod: podOf(sb)})
 }
 
 // StopPodSandbox tells them of a pod that is being stopped.
 func (s *Service) StopPodSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.StopPodSandbox(ctx, &adaptation.StopPodSandboxRequest{Pod: podOf(sb)})
 }
 
 // RemovePodSandbox tells them of a pod that is being removed.
 func (s *Service) RemovePodSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.RemovePodSandbox(ctx, &adaptation.RemovePodSandboxRequest{Pod: podOf(sb)})
 }
 
 // UpdatePodSandbox tells them of new pod-level resources before they are
 // applied (an error refuses them); PostUpdatePodSandbox after.
 func (s *Service) UpdatePodSandbox(ctx context.Context, sb *sandbox.Sandbox, overhead, resources *runtimeapi.LinuxContainerResources) error {
+	if s.plugins.none() {
+		return nil
+	}
 	_, err := s.a.UpdatePodSandbox(ctx, &adaptation.UpdatePodSandboxRequest{
 		Pod:                    podOf(sb),
 		OverheadLinuxResources: resourcesOf(overhead),
@@ -181,6 +214,9 @@ func (s *Service) UpdatePodSandbox(ctx context.Context, sb *sandbox.Sandbox, ove
 }
 
 func (s *Service) PostUpdatePodSandbox(ctx context.Context, sb *sandbox.Sandbox) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.PostUpdatePodSandbox(ctx, &adaptation.PostUpdatePodSandboxRequest{Pod: podOf(sb)})
 }
 
@@ -188,6 +224,9 @@ func (s *Service) PostUpdatePodSandbox(ctx context.Context, sb *sandbox.Sandbox)
 // from spec, applies their adjustments to spec and the updates they ask
 // for other containers. An error fails the creation.
 func (s *Service) CreateContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container, spec *specs.Spec) error {
+	if s.plugins.none() {
+		return nil
+	}
 	rpl, err := s.a.CreateContainer(ctx, &adaptation.CreateContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, spec)})
 	if err != nil {
 		return err
@@ -203,6 +242,9 @@ func (s *Service) CreateContainer(ctx context.Context, sb *sandbox.Sandbox, c *c
 // returns them as the plugins adjusted them; updates they ask for other
 // containers are applied.
 func (s *Service) UpdateContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container, res *specs.LinuxResources) (*specs.LinuxResources, error) {
+	if s.plugins.none() {
+		return res, nil
+	}
 	rpl, err := s.a.UpdateContainer(ctx, &adaptation.UpdateContainerRequest{
 		Pod:            podOf(sb),
 		Container:      s.containerOf(c, nil),
@@ -235,6 +277,9 @@ func (s *Service) UpdateContainer(ctx context.Context, sb *sandbox.Sandbox, c *c
 // StopContainer tells the plugins of a container that stopped, and
 // applies the updates they ask for other containers.
 func (s *Service) StopContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container) error {
+	if s.plugins.none() {
+		return nil
+	}
 	rpl, err := s.a.StopContainer(ctx, &adaptation.StopContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, nil)})
 	if err != nil {
 		return err
@@ -246,22 +291,37 @@ func (s *Service) StopContainer(ctx context.Context, sb *sandbox.Sandbox, c *con
 // The events below only inform the plugins.
 
 func (s *Service) PostCreateContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.PostCreateContainer(ctx, &adaptation.PostCreateContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, nil)})
 }
 
 func (s *Service) StartContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.StartContainer(ctx, &adaptation.StartContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, nil)})
 }
 
 func (s *Service) PostStartContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.PostStartContainer(ctx, &adaptation.PostStartContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, nil)})
 }
 
 func (s *Service) PostUpdateContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.PostUpdateContainer(ctx, &adaptation.PostUpdateContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, nil)})
 }
 
 func (s *Service) RemoveContainer(ctx context.Context, sb *sandbox.Sandbox, c *container.Container) error {
+	if s.plugins.none() {
+		return nil
+	}
 	return s.a.RemoveContainer(ctx, &adaptation.RemoveContainerRequest{Pod: podOf(sb), Container: s.containerOf(c, nil)})
 }
 

@@ -92,8 +92,8 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	return out
 }
 
-// UpdatePodSandboxResources records the pod-level resources the kubelet
-// has applied to the pod's cgroup (an in-place resize) in the pod's config.
+// UpdatePodSandboxResources applies new pod-level resources (an in-place
+// resize) to the pod's cgroup, past the NRI plugins, and records them.
 func (s *Server) UpdatePodSandboxResources(ctx context.Context, req *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
 	if req.GetPodSandboxId() == "" {
 		return nil, invalid("pod_sandbox_id", "required")

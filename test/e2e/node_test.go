@@ -41,12 +41,16 @@ func hostHas(v2, v1 string) bool {
 	return err == nil
 }
 
-// ctrCgroupFile reads file of the container's cgroup: on v2 from the
-// unified hierarchy, on v1 from the hierarchy of its controller (the name
-// before the dot).
+// ctrCgroupFile reads file of the container's cgroup.
 func ctrCgroupFile(t *testing.T, pod, id, file string) string {
 	t.Helper()
-	dir := filepath.Join(podCgroupDir(pod), cgroupName("crid", id))
+	return cgroupFile(t, filepath.Join(podCgroupDir(pod), cgroupName("crid", id)), file)
+}
+
+// cgroupFile reads file of cgroup dir: on v2 from the unified hierarchy,
+// on v1 from the hierarchy of its controller (the name before the dot).
+func cgroupFile(t *testing.T, dir, file string) string {
+	t.Helper()
 	path := filepath.Join("/sys/fs/cgroup", dir, file)
 	if !cgroupV2() {
 		ctl := strings.SplitN(file, ".", 2)[0]
@@ -92,6 +96,39 @@ func (c *crid) runPodWith(name, script string, edit func(*runtimeapi.ContainerCo
 		c.t.Fatal(err)
 	}
 	return pod.PodSandboxId, ctr.ContainerId, nil
+}
+
+// UpdatePodSandboxResources writes the pod's cgroup: its resources plus
+// its overhead, as the kubelet sizes a pod cgroup.
+func TestUpdatePodSandboxResources(t *testing.T) {
+	c := newCrid(t, rig(t))
+	podID, _, err := c.runPodWith("podres", "exec sleep 3600", func(*runtimeapi.ContainerConfig) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
+	if _, err := rt.UpdatePodSandboxResources(ctx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: podID,
+		Overhead:     &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 16 << 20, CpuShares: 10},
+		Resources:    &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 128 << 20, CpuShares: 512, CpuQuota: 50000, CpuPeriod: 100000},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"memory.limit_in_bytes": "150994944", "cpu.shares": "522", "cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000"}
+	if cgroupV2() {
+		// runc's conversion of 522 shares to a weight: 1 + (522-2)*9999/262142.
+		want = map[string]string{"memory.max": "150994944", "cpu.weight": "20", "cpu.max": "50000 100000"}
+	}
+	for file, v := range want {
+		if got := cgroupFile(t, podCgroupDir("podres"), file); got != v {
+			t.Errorf("pod cgroup %s = %s, want %s", file, got, v)
+		}
+	}
+	if _, err := rt.UpdatePodSandboxResources(ctx(t), &runtimeapi.UpdatePodSandboxResourcesRequest{
+		PodSandboxId: podID, Resources: &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: -1},
+	}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a negative limit: %v, want InvalidArgument", err)
+	}
 }
 
 // Resources the kubelet sets land in the container's cgroup (v1 or v2,

@@ -40,7 +40,7 @@ step "crid check" crid check
 # Not TestOOMKilled with systemd: OOMKilled is racy there (conmon reads the
 # scope's memory.events after the container died, and systemd may have
 # removed the empty scope first); it runs with cgroupfs below.
-focused='TestKubeletSummary|TestCgroupResources|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled|TestUserNamespacePod'
+focused='TestKubeletSummary|TestCgroupResources|TestUpdatePodSandboxResources|TestAppArmor|TestSystemdService|TestPodLifecycle|TestStatsMetricsEvents|TestKill9KeepsContainers|TestConmonKilled|TestUserNamespacePod'
 if [ "$suite" = full ] || [ "$suite" = critest ]; then
 	for d in systemd cgroupfs; do
 		[ "$suite" = full ] && step "e2e, $d driver" e2e "$d" .
@@ -48,7 +48,7 @@ if [ "$suite" = full ] || [ "$suite" = critest ]; then
 	done
 else
 	step "e2e, systemd driver" e2e systemd "$focused"
-	step "e2e, cgroupfs driver" e2e cgroupfs 'TestCgroupResources|TestOOMKilled|TestPodLifecycle|TestStatsMetricsEvents'
+	step "e2e, cgroupfs driver" e2e cgroupfs 'TestCgroupResources|TestUpdatePodSandboxResources|TestOOMKilled|TestPodLifecycle|TestStatsMetricsEvents'
 	step "critest AppArmor, systemd driver" critest systemd 'AppArmor'
 fi
 exit $rc

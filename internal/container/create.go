@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -265,7 +266,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			if m.Plugins != nil && !infra {
 				// Held until the container is committed (or rolled
 				// back): a plugin connecting meanwhile lists it.
-				unblockSync = m.Plugins.BlockSync()
+				unblockSync = sync.OnceFunc(m.Plugins.BlockSync())
 				if err := m.Plugins.CreateContainer(ctx, sb, &c, s); err != nil {
 					return fmt.Errorf("NRI: %w", err)
 				}

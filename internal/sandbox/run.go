@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -256,7 +257,7 @@ func (m *Manager) run(ctx context.Context, id, name string, cfg *runtimeapi.PodS
 			Make: func(ctx context.Context, sb Sandbox) error {
 				// Held until the pod is committed (or rolled back): a
 				// plugin connecting meanwhile lists it.
-				unblockSync = m.Plugins.BlockSync()
+				unblockSync = sync.OnceFunc(m.Plugins.BlockSync())
 				if err := m.Plugins.RunPodSandbox(ctx, &sb); err != nil {
 					return fmt.Errorf("NRI: %w", err)
 				}

@@ -30,6 +30,11 @@ func UpdatePod(podParent string, res *cgroups.Resources) error {
 		if _, err := os.Stat(full); err != nil {
 			return fmt.Errorf("%s: %w", full, ErrNoPodCgroup)
 		}
+		// The v2 manager leaves the conversion of shares to the caller
+		// (runc's, which the containers get).
+		if res.CpuShares != 0 {
+			res.CpuWeight = cgroups.ConvertCPUSharesToCgroupV2Value(res.CpuShares)
+		}
 		m, err := fs2.NewManager(&cgroups.Cgroup{Resources: res}, full)
 		if err != nil {
 			return err

@@ -116,8 +116,9 @@ func TestUpdatePodSandboxResources(t *testing.T) {
 	}
 	want := map[string]string{"memory.limit_in_bytes": "150994944", "cpu.shares": "522", "cpu.cfs_quota_us": "50000", "cpu.cfs_period_us": "100000"}
 	if cgroupV2() {
-		// runc's conversion of 522 shares to a weight: 1 + (522-2)*9999/262142.
-		want = map[string]string{"memory.max": "150994944", "cpu.weight": "20", "cpu.max": "50000 100000"}
+		// opencontainers/cgroups' conversion of 522 shares to a weight
+		// (runc's since 1.3; Debian's 1.1 maps linearly, 20).
+		want = map[string]string{"memory.max": "150994944", "cpu.weight": "60", "cpu.max": "50000 100000"}
 	}
 	for file, v := range want {
 		if got := cgroupFile(t, podCgroupDir("podres"), file); got != v {

@@ -56,7 +56,13 @@ type Cgroup struct {
 	Pids      uint64
 	PidsLimit uint64 // 0: unlimited
 	HasSwap   bool   // swap accounting is on
+	// PSI is the cgroup's pressure stall information (cgroup v2 with a
+	// kernel that has it); nil where there is none.
+	PSI PSI
 }
+
+// PSI is pressure stall information per resource.
+type PSI struct{ CPU, Memory, IO *cgroups.PSIStats }
 
 // Reader reads cgroups by their path relative to the hierarchy root (the
 // cgroupfs form of an OCI cgroupsPath, e.g. /crid/crid-<id>).
@@ -155,7 +161,7 @@ func (r *Reader) readV2(dir string) (Cgroup, error) {
 	if err != nil {
 		return out, err
 	}
-	st, err := mgr.Stats(&cgroups.StatsOptions{Controllers: cgroups.CPU | cgroups.Memory | cgroups.Pids})
+	st, err := mgr.Stats(&cgroups.StatsOptions{Controllers: cgroups.CPU | cgroups.Memory | cgroups.Pids | cgroups.IO})
 	if err != nil {
 		return out, fmt.Errorf("read cgroup %s: %w", dir, err)
 	}
@@ -181,6 +187,7 @@ func (r *Reader) readV2(dir string) (Cgroup, error) {
 	m.OOMKills = keyValue(filepath.Join(dir, "memory.events"), "oom_kill")
 	out.Memory = m
 	out.Pids, out.PidsLimit = st.PidsStats.Current, limit(st.PidsStats.Limit)
+	out.PSI = PSI{CPU: st.CpuStats.PSI, Memory: st.MemoryStats.PSI, IO: st.BlkioStats.PSI}
 	return out, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/cgroup"
@@ -157,6 +158,7 @@ func (s *Service) criContainerStats(c *container.Container, r Result) *runtimeap
 	if cg := r.Cgroup; cg != nil {
 		out.Cpu = criCPU(cg, r.NanoCores, r.HasRate)
 		out.Memory = criMemory(cg)
+		out.Io = criIO(cg)
 		if cg.HasSwap {
 			out.Swap = &runtimeapi.SwapUsage{
 				Timestamp:      cg.Timestamp.UnixNano(),
@@ -183,7 +185,26 @@ func criCPU(cg *Cgroup, nanoCores uint64, hasRate bool) *runtimeapi.CpuUsage {
 	if hasRate {
 		u.UsageNanoCores = &runtimeapi.UInt64Value{Value: nanoCores}
 	}
+	u.Psi = criPSI(cg.PSI.CPU)
 	return u
+}
+
+// criIO is the cgroup's I/O reading: the kubelet takes only its pressure.
+func criIO(cg *Cgroup) *runtimeapi.IoUsage {
+	if cg.PSI.IO == nil {
+		return nil
+	}
+	return &runtimeapi.IoUsage{Timestamp: cg.Timestamp.UnixNano(), Psi: criPSI(cg.PSI.IO)}
+}
+
+func criPSI(p *cgroups.PSIStats) *runtimeapi.PsiStats {
+	if p == nil {
+		return nil
+	}
+	data := func(d cgroups.PSIData) *runtimeapi.PsiData {
+		return &runtimeapi.PsiData{Total: d.Total, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
+	}
+	return &runtimeapi.PsiStats{Full: data(p.Full), Some: data(p.Some)}
 }
 
 func criMemory(cg *Cgroup) *runtimeapi.MemoryUsage {
@@ -196,6 +217,7 @@ func criMemory(cg *Cgroup) *runtimeapi.MemoryUsage {
 		RssBytes:        &runtimeapi.UInt64Value{Value: m.RSS},
 		PageFaults:      &runtimeapi.UInt64Value{Value: m.PgFault},
 		MajorPageFaults: &runtimeapi.UInt64Value{Value: m.PgMajFault},
+		Psi:             criPSI(cg.PSI.Memory),
 	}
 }
 
@@ -359,6 +381,7 @@ func (s *Service) criPodStats(p *podReading) *runtimeapi.PodSandboxStats {
 		l.Cpu = criCPU(cg, nc, ok)
 		l.Memory = criMemory(cg)
 		l.Process = &runtimeapi.ProcessUsage{Timestamp: cg.Timestamp.UnixNano(), ProcessCount: &runtimeapi.UInt64Value{Value: cg.Pids}}
+		l.Io = criIO(cg) // pressure of the pod's own cgroup; a sum has none
 	}
 	if ifs := p.pod.Net; ifs != nil {
 		ts := time.Now().UnixNano()

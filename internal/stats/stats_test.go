@@ -70,6 +70,19 @@ func TestReadCgroup(t *testing.T) {
 			if got := cg.Memory.Available(); got != 56<<20 {
 				t.Errorf("available = %d", got)
 			}
+			if tc.name == "v1" && (cg.PSI != PSI{}) {
+				t.Errorf("PSI on cgroup v1: %+v", cg.PSI)
+			}
+			if tc.name == "v2" {
+				p := cg.PSI
+				if p.CPU == nil || p.CPU.Some.Total != 12345 || p.CPU.Full.Avg10 != 0.5 || p.Memory == nil || p.Memory.Some.Avg60 != 1 ||
+					p.IO == nil || p.IO.Full.Total != 3 {
+					t.Errorf("PSI %+v %+v %+v", p.CPU, p.Memory, p.IO)
+				}
+				if u := criCPU(&cg, 0, false); u.Psi.GetSome().GetTotal() != 12345 || criIO(&cg).GetPsi().GetFull().GetTotal() != 3 {
+					t.Errorf("CRI PSI: cpu %v io %v", u.Psi, criIO(&cg))
+				}
+			}
 			if _, err := tc.r.Read("/pod/gone"); !errorsIs(err, ErrNoCgroup) {
 				t.Errorf("missing cgroup: %v", err)
 			}

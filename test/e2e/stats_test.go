@@ -64,6 +64,11 @@ func TestStatsMetricsEvents(t *testing.T) {
 		t.Errorf("memory: %v", cs.GetMemory())
 	case cs.GetWritableLayer().GetInodesUsed().GetValue() == 0:
 		t.Errorf("writable layer: %v", cs.GetWritableLayer())
+	case cgroupV2() && hostHas("cpu.pressure", "") &&
+		(cs.GetCpu().GetPsi() == nil || cs.GetMemory().GetPsi() == nil || cs.GetIo().GetPsi() == nil):
+		// The kubelet's summary API (KubeletPSI) takes the pressure of
+		// each container from CRI.
+		t.Errorf("no PSI on cgroup v2: cpu %v, memory %v, io %v", cs.GetCpu().GetPsi(), cs.GetMemory().GetPsi(), cs.GetIo())
 	}
 
 	ps, err := rt.PodSandboxStats(ctx(t), &runtimeapi.PodSandboxStatsRequest{PodSandboxId: podID})

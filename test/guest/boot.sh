@@ -32,10 +32,12 @@ mkfs.ext4 -q -F -L crid-io -d "$in" "$work/io.raw"
 cpus=$(nproc)
 mem=${CRID_GUEST_MEM:-6144}
 echo "guest: booting ($cpus vCPUs under TCG, ${mem} MiB, timeout ${timeout}s); console in $out/console.log" >&2
+# psi=1: pressure stall information on, as on a node whose kubelet reports
+# it (KubeletPSI), whatever the kernel's build-time default.
 qemu-system-x86_64 -nodefaults -no-user-config -nographic -no-reboot \
 	-machine q35 -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem" \
 	-kernel "$base/vmlinuz" -initrd "$base/initrd.img" \
-	-append "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 net.ifnames=0" \
+	-append "root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 net.ifnames=0 psi=1" \
 	-drive "file=$work/root.qcow2,if=virtio,format=qcow2,cache=unsafe" \
 	-drive "file=$work/io.raw,if=virtio,format=raw,cache=unsafe" \
 	-serial "file:$out/console.log" -monitor none -display none \

@@ -327,7 +327,7 @@ start_crid() {
 	LOG[$name]=$d/crid.log
 	log "starting $name"
 	"${NSENTER[@]}" "$BIN/crid" --root "$d/root" --state "$d/state" --listen "unix://${SOCK[$name]}" \
-		--registry-config-dir "$HOSTS" "$@" --log-level info >"${LOG[$name]}" 2>&1 &
+		--registry-config-dir "$HOSTS" --nri-socket "$d/nri.sock" "$@" --log-level info >"${LOG[$name]}" 2>&1 &
 	DPID[$name]=$!
 	PIDS+=($!)
 	RUNTIMES+=("$name")

@@ -35,7 +35,7 @@ critest() { # critest DRIVER FOCUS|"" (the groups crid implements)
 # The runc-userns handler's runtime, where the built-in configuration
 # looks for it: pods in a user namespace on Debian's kernel and cgroup v2.
 install -D -m 0755 "$top/bin/runc-userns" /usr/local/libexec/crid/runc
-step "node facts" sh -c 'uname -r; stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers; systemctl --version | head -1; runc --version | head -1; conmon --version | head -1'
+step "node facts" sh -c 'uname -r; stat -fc %T /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers; echo "PSI: $(cat /sys/fs/cgroup/cpu.pressure 2>&1 | head -1)"; systemctl --version | head -1; runc --version | head -1; conmon --version | head -1'
 step "crid check" crid check
 # Not TestOOMKilled with systemd: OOMKilled is racy there (conmon reads the
 # scope's memory.events after the container died, and systemd may have

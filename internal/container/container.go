@@ -110,8 +110,6 @@ type Sandboxes interface {
 	Get(id string) (sandbox.Sandbox, error)
 	// Use holds a ready pod while a container is created in it.
 	Use(id string) (sb sandbox.Sandbox, release func(), err error)
-	// Exists reports whether the pod has a record, in any state.
-	Exists(id string) bool
 	// Lookup returns the pod's record, in any state.
 	Lookup(id string) (sandbox.Sandbox, bool)
 }
@@ -186,7 +184,10 @@ type Manager struct {
 
 	Observer Observer // set after construction; nil: nobody is told
 	Plugins  Plugins  // set after construction; nil: NRI is off
-	stopped  stopTold // containers whose stop the plugins may not have heard of
+	// stopOnce holds a sync.Once per container (id → *sync.Once): the
+	// plugins hear of its stop once, and before its removal, whichever of
+	// the exit watcher and the removal comes to it first (plugins.go).
+	stopOnce sync.Map
 
 	// OnLayerMade, if set, is told of each new writable-layer dir (the
 	// disk usage cache then knows it empty instead of unmeasured).
@@ -221,7 +222,7 @@ func New(cfg Config, db *store.Store, rt Runtime, images Images, sandboxes Sandb
 		if err := m.migrate(c); err != nil {
 			return nil, err
 		}
-		m.stopped.add(c.ID)
+		m.stopOnce.Store(c.ID, new(sync.Once))
 	}
 	return m, nil
 }

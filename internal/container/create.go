@@ -160,7 +160,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if err := m.recs.Insert(c); err != nil {
 		return err
 	}
-	m.stopped.add(id)
+	m.stopOnce.Store(id, new(sync.Once))
 	defer func() {
 		if retErr != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)

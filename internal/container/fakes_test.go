@@ -383,11 +383,6 @@ func (f *fakeSandboxes) Use(id string) (sandbox.Sandbox, func(), error) {
 	}, nil
 }
 
-func (f *fakeSandboxes) Exists(id string) bool {
-	_, err := f.Get(id)
-	return err == nil
-}
-
 func (f *fakeSandboxes) Lookup(id string) (sandbox.Sandbox, bool) {
 	sb, err := f.Get(id)
 	return sb, err == nil

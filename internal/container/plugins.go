@@ -60,25 +60,17 @@ func (m *Manager) tell(ctx context.Context, event string, c *Container, send fun
 	}
 }
 
-// stopTold makes sure the plugins hear of a container's stop once, and
-// before its removal, whichever of the exit watcher and the removal comes
-// to it first: the removal waits for a stop event already under way.
-type stopTold struct{ m sync.Map } // id → *sync.Once
-
-func (s *stopTold) add(id string) { s.m.Store(id, new(sync.Once)) }
-
-func (s *stopTold) forget(id string) { s.m.Delete(id) }
-
-// tellStopped sends StopContainer unless it was sent; at the exit of a
-// container whose record is gone (removed meanwhile) it sends nothing.
+// tellStopped sends StopContainer unless it was sent (the removal waits
+// for one under way); at the exit of a container whose record is gone
+// (removed meanwhile) it sends nothing.
 func (m *Manager) tellStopped(ctx context.Context, c *Container, removing bool) {
 	if m.Plugins == nil || c.Infra {
 		return
 	}
 	var v any
 	if removing {
-		v, _ = m.stopped.m.LoadOrStore(c.ID, new(sync.Once))
-	} else if v, _ = m.stopped.m.Load(c.ID); v == nil {
+		v, _ = m.stopOnce.LoadOrStore(c.ID, new(sync.Once))
+	} else if v, _ = m.stopOnce.Load(c.ID); v == nil {
 		return
 	}
 	v.(*sync.Once).Do(func() {
@@ -93,14 +85,14 @@ func (m *Manager) tellStopped(ctx context.Context, c *Container, removing bool) 
 func (m *Manager) tellRemoved(ctx context.Context, c *Container) {
 	if !c.Steps.Has(stepRuntime) {
 		// Never announced to the plugins: its spec was not made.
-		m.stopped.forget(c.ID)
+		m.stopOnce.Delete(c.ID)
 		return
 	}
 	m.tellStopped(ctx, c, true)
 	m.tell(ctx, "RemoveContainer", c, func(ctx context.Context, p Plugins, sb *sandbox.Sandbox, c *Container) error {
 		return p.RemoveContainer(ctx, sb, c)
 	})
-	m.stopped.forget(c.ID)
+	m.stopOnce.Delete(c.ID)
 }
 
 // Spec is the container's OCI spec as it was created (NRI describes

@@ -62,7 +62,7 @@ func (m *Manager) Repair(ctx context.Context, id string, adopt bool) {
 	case c.Removing:
 		m.log.Info("finishing interrupted remove of container", "container", id, "pod", c.SandboxID)
 		err = m.destroyAndTell(ctx, c)
-	case !m.sandboxes.Exists(c.SandboxID):
+	case !m.podExists(c.SandboxID):
 		m.log.Warn("removing container of a removed pod", "container", id, "pod", c.SandboxID)
 		if err = m.stop(ctx, c, 0); err == nil {
 			err = m.destroyAndTell(ctx, c)
@@ -180,4 +180,10 @@ func (m *Manager) sweep(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// podExists reports whether the pod has a record, in any state.
+func (m *Manager) podExists(id string) bool {
+	_, ok := m.sandboxes.Lookup(id)
+	return ok
 }

@@ -78,7 +78,7 @@ func New(cfg Config, state State, log *slog.Logger) (*Service, error) {
 		adaptation.SetPluginRegistrationTimeout(cfg.RegistrationTimeout)
 		adaptation.SetPluginRequestTimeout(cfg.RequestTimeout)
 	})
-	a, err := adaptation.New("crid", cfg.RuntimeVersion, s.sync, s.update,
+	a, err := adaptation.New("crid", cfg.RuntimeVersion, s.sync, s.apply,
 		adaptation.WithSocketPath(cfg.SocketPath),
 		adaptation.WithPluginPath(cfg.PluginPath),
 		adaptation.WithPluginConfigPath(cfg.PluginConfigPath),
@@ -144,13 +144,9 @@ func (s *Service) sync(ctx context.Context, cb adaptation.SyncCB) error {
 	return err
 }
 
-// update applies the container updates a plugin asks for on its own.
-func (s *Service) update(ctx context.Context, updates []*adaptation.ContainerUpdate) ([]*adaptation.ContainerUpdate, error) {
-	return s.apply(ctx, updates)
-}
-
-// apply makes the updates and returns the ones that failed; a failure a
-// plugin did not allow for (IgnoreFailure) is an error too.
+// apply makes the updates plugins ask for (in a response, or on their
+// own) and returns the ones that failed; a failure a plugin did not allow
+// for (IgnoreFailure) is an error too.
 func (s *Service) apply(ctx context.Context, updates []*adaptation.ContainerUpdate) ([]*adaptation.ContainerUpdate, error) {
 	var failed []*adaptation.ContainerUpdate
 	var errs []error

@@ -118,17 +118,14 @@ func podResources(overhead, pod *runtimeapi.LinuxContainerResources) (*cgroups.R
 	if q := pod.GetCpuQuota(); q > 0 {
 		res.CpuQuota = q + max(overhead.GetCpuQuota(), 0)
 	}
-	sizes := map[string]uint64{}
-	for _, r := range []*runtimeapi.LinuxContainerResources{pod, overhead} {
-		for _, h := range r.GetHugepageLimits() {
-			sizes[h.GetPageSize()] += h.GetLimit()
-		}
-	}
 	for _, h := range pod.GetHugepageLimits() {
-		if l, ok := sizes[h.GetPageSize()]; ok {
-			res.HugetlbLimit = append(res.HugetlbLimit, &cgroups.HugepageLimit{Pagesize: h.GetPageSize(), Limit: l})
-			delete(sizes, h.GetPageSize())
+		l := h.GetLimit()
+		for _, o := range overhead.GetHugepageLimits() {
+			if o.GetPageSize() == h.GetPageSize() {
+				l += o.GetLimit()
+			}
 		}
+		res.HugetlbLimit = append(res.HugetlbLimit, &cgroups.HugepageLimit{Pagesize: h.GetPageSize(), Limit: l})
 	}
 	return res, nil
 }

@@ -193,12 +193,6 @@ func visible(sb *Sandbox) bool { return sb.State != StateCreating && !sb.Removin
 // Get returns a copy of the sandbox with id (a unique prefix is accepted).
 func (m *Manager) Get(id string) (Sandbox, error) { return m.recs.Find(id, visible) }
 
-// Exists reports whether a record of the pod exists, in any state.
-func (m *Manager) Exists(id string) bool {
-	_, ok := m.recs.Get(id)
-	return ok
-}
-
 // Lookup returns the pod's record, in any state.
 func (m *Manager) Lookup(id string) (Sandbox, bool) { return m.recs.Get(id) }
 

@@ -12,6 +12,7 @@ import (
 type Options struct {
 	BusyboxDeb string // Debian busybox .deb; empty means this host's /bin/busybox
 	GoCmd      string // go binary for the guest helper; empty means PATH/GOROOT
+	Agnhost    string // static agnhost binary; empty means no agnhost-based images
 	Bench      bool   // also build BenchImage (~100 MB, a few seconds)
 	Log        *slog.Logger
 }
@@ -55,6 +56,11 @@ func Build(opts Options) (*Set, error) {
 	b := &builder{set: NewSet(), bb: bb, guest: guest}
 	if err := b.all(); err != nil {
 		return nil, err
+	}
+	if opts.Agnhost != "" {
+		if err := b.agnhost(opts.Agnhost); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Bench {
 		t := time.Now()
@@ -114,7 +120,7 @@ func (b *builder) all() error {
 	}
 	b.base = []Layer{root, toolsLayer}
 
-	steps := []func() error{b.busybox, b.testImages, b.userImages, b.webServers, b.nonewprivs, b.pause, b.libraryBusybox}
+	steps := []func() error{b.busybox, b.testImages, b.userImages, b.webServers, b.nonewprivs, b.pause, b.libraryBusybox, b.nodeE2E}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			return err
@@ -247,14 +253,18 @@ func (b *builder) webServers() error {
 		return cfg
 	}
 
-	// e2e-test-images/nginx:1.14-2 (nginx:1.14-alpine: port 80, no STOPSIGNAL).
+	// e2e-test-images/nginx:1.14-2 (nginx:1.14-alpine: port 80, no
+	// STOPSIGNAL; critest's) and :1.27.0-2 (nginx:1.27.0-alpine, STOPSIGNAL
+	// SIGQUIT; the node e2e suite's).
 	l, err := nginxRoot(80, Gzip)
 	if err != nil {
 		return err
 	}
-	img := Image{Format: Docker, Layers: append(b.base[:2:2], l), Config: nginxConfig(e2e+"nginx:1.14-2", 80, "")}
-	if _, err := b.set.AddImage(e2e+"nginx", img, "1.14-2"); err != nil {
-		return err
+	for _, v := range []struct{ tag, stop string }{{"1.14-2", ""}, {"1.27.0-2", "SIGQUIT"}} {
+		img := Image{Format: Docker, Layers: append(b.base[:2:2], l), Config: nginxConfig(e2e+"nginx:"+v.tag, 80, v.stop)}
+		if _, err := b.set.AddImage(e2e+"nginx", img, v.tag); err != nil {
+			return err
+		}
 	}
 
 	// hostnet-nginx-<arch> (nginx:1.25 with "listen 12003", STOPSIGNAL SIGQUIT).
@@ -263,7 +273,7 @@ func (b *builder) webServers() error {
 		return err
 	}
 	const hostnet = criTools + "hostnet-nginx-amd64"
-	img = Image{Format: OCI, Layers: append(b.base[:2:2], l), Config: nginxConfig(hostnet, 80, "SIGQUIT")}
+	img := Image{Format: OCI, Layers: append(b.base[:2:2], l), Config: nginxConfig(hostnet, 80, "SIGQUIT")}
 	if _, err := b.set.AddImage(hostnet, img, "latest"); err != nil {
 		return err
 	}
@@ -296,10 +306,15 @@ func (b *builder) nonewprivs() error {
 	if err != nil {
 		return err
 	}
+	// 1.3 (critest's) runs nnp as its entrypoint, 1.4 (the node e2e
+	// suite's) as its command, as upstream's images do.
 	cfg := busyboxConfig(name + ":1.3")
 	cfg.Cmd = nil
 	cfg.Entrypoint = []string{"/usr/local/bin/nnp"}
-	_, err = b.set.AddImage(name, Image{Format: OCI, Layers: append(b.base[:2:2], l), Config: cfg}, "1.3")
+	if _, err = b.set.AddImage(name, Image{Format: OCI, Layers: append(b.base[:2:2], l), Config: cfg}, "1.3"); err != nil {
+		return err
+	}
+	_, err = b.set.AddImage(name, Image{Format: OCI, Layers: append(b.base[:2:2], l), Config: busyboxConfig(name+":1.4", "nnp")}, "1.4")
 	return err
 }
 
@@ -330,7 +345,7 @@ func (b *builder) pause() error {
 			return err
 		}
 	}
-	for _, v := range []string{"3.10", "3.10.1"} {
+	for _, v := range []string{"3.10", "3.10.1", "3.10.2"} {
 		if _, err := b.set.AddImage("registry.k8s.io/pause", pauseImage(v), v); err != nil {
 			return err
 		}

@@ -59,13 +59,15 @@ func usage() {
 }
 
 type buildFlags struct {
-	deb   string
-	bench bool
-	debug bool
+	deb     string
+	agnhost string
+	bench   bool
+	debug   bool
 }
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.deb, "busybox-deb", "", "Debian busybox .deb to take /bin/busybox from (default: this machine's /bin/busybox)")
+	fs.StringVar(&b.agnhost, "agnhost", "", "static agnhost binary (test/nodee2e/build.sh): also serve agnhost and the images built on it")
 	fs.BoolVar(&b.bench, "bench", false, "also build "+images.BenchImage+" (~100 MB, a few seconds)")
 	fs.BoolVar(&b.debug, "debug", false, "log every registry request")
 }
@@ -92,7 +94,7 @@ func serve(args []string) error {
 	}
 	log := bf.logger()
 
-	set, err := images.Build(images.Options{BusyboxDeb: bf.deb, Bench: bf.bench, Log: log})
+	set, err := images.Build(images.Options{BusyboxDeb: bf.deb, Agnhost: bf.agnhost, Bench: bf.bench, Log: log})
 	if err != nil {
 		return fmt.Errorf("build images: %w", err)
 	}
@@ -145,7 +147,7 @@ func list(args []string) error {
 	var bf buildFlags
 	bf.register(fs)
 	_ = fs.Parse(args)
-	set, err := images.Build(images.Options{BusyboxDeb: bf.deb, Bench: bf.bench, Log: bf.logger()})
+	set, err := images.Build(images.Options{BusyboxDeb: bf.deb, Agnhost: bf.agnhost, Bench: bf.bench, Log: bf.logger()})
 	if err != nil {
 		return fmt.Errorf("build images: %w", err)
 	}

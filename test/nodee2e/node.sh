@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The node that test/nodee2e/run.sh runs the suite on; run.sh starts this in
+# the namespaces it made (network, mount, cgroup) with WORK, RUNTIME,
+# SELECTION, BIN, REPO, NODEE2E_FOCUS and NODEE2E_PROCS set, and ends every
+# process of it by PID when done.
+set -euo pipefail
+cd "$WORK"
+
+# Mounts made in this namespace are shared among its own mounts (the kubelet
+# and the runtime's bidirectional mounts need that) and never reach the host.
+mount --make-rshared /
+
+# The cgroup file systems, mounted again so that they show this cgroup
+# namespace's root, as a node's do. Pure cgroup v2 has one, at
+# /sys/fs/cgroup; otherwise a tmpfs there holds one per hierarchy.
+cgmounts=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i+1) ~ /^cgroup2?$/) print $5, $(i+1), $(i+3); break } }' /proc/self/mountinfo)
+if ! grep -q '^/sys/fs/cgroup cgroup2 ' <<<"$cgmounts"; then
+	mount -t tmpfs -o mode=0755 tmpfs /sys/fs/cgroup
+fi
+while read -r mnt fstype opts; do
+	mkdir -p "$mnt"
+	mount -t "$fstype" -o "$opts" "$fstype" "$mnt"
+done <<<"$cgmounts"
+
+# The kubelet's fixed paths, on scratch dirs (run.sh made the mount points).
+for d in /var/lib/kubelet /var/log/pods /var/log/containers; do
+	mkdir -p "$WORK/host$d"
+	mount --bind "$WORK/host$d" "$d"
+done
+
+# The suite runs the kubelet with systemd-run when it finds one on PATH; on
+# a host that systemd did not boot, hide it (in this namespace only).
+if [ ! -d /run/systemd/system ] && [ -e /usr/bin/systemd-run ]; then
+	touch "$WORK/no-systemd-run"
+	mount --bind "$WORK/no-systemd-run" /usr/bin/systemd-run
+fi
+
+# The suite writes the kubelet's configuration beside its own binary and
+# starts the kubelet found there: both are linked into a scratch dir.
+mkdir -p "$WORK/bin"
+for b in e2e_node.test kubelet; do
+	ln "$BIN/$b" "$WORK/bin/$b" 2>/dev/null || cp "$BIN/$b" "$WORK/bin/$b"
+done
+
+wait_for() { # wait_for FILE WHAT PID
+	for _ in $(seq 600); do
+		[ -e "$1" ] && return 0
+		kill -0 "$3" 2>/dev/null || { echo "node.sh: $2 exited"; tail -n 30 "$4"; return 1; }
+		sleep 0.1
+	done
+	echo "node.sh: $2 not ready after 60s"
+	return 1
+}
+
+"$BIN/rig" serve --addr 127.0.0.1:5000 --hosts-dir "$WORK/hosts" --agnhost "$BIN/agnhost" \
+	--ready-file "$WORK/rig.ready" >"$WORK/rig.log" 2>&1 &
+wait_for "$WORK/rig.ready" rig $! "$WORK/rig.log"
+
+mkdir -p "$WORK/net.d"
+cat >"$WORK/net.d/10-nodee2e.conflist" <<JSON
+{
+  "cniVersion": "1.0.0",
+  "name": "nodee2e",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+     "ipam": {"type": "host-local", "dataDir": "$WORK/ipam", "ranges": [[{"subnet": "10.88.0.0/16"}]],
+              "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
+  ]
+}
+JSON
+
+case $RUNTIME in
+crid)
+	sock=$WORK/crid.sock
+	"$BIN/crid" --root "$WORK/root" --state "$WORK/state" --listen "unix://$sock" \
+		--registry-config-dir "$WORK/hosts" --cni-conf-dir "$WORK/net.d" --nri-socket "$WORK/nri.sock" \
+		--cgroup-driver cgroupfs >"$WORK/runtime.log" 2>&1 &
+	;;
+containerd)
+	# Debian's containerd 1.6, configured as bench/ runs it (lib.sh, in a
+	# subshell: it defines helpers of its own).
+	# shellcheck source=../../bench/lib.sh
+	(source "$REPO/bench/lib.sh" && containerd_config "$WORK/containerd" "$WORK/hosts" /usr/lib/cni "$WORK/net.d")
+	sock=$WORK/containerd/containerd.sock
+	/usr/bin/containerd --config "$WORK/containerd/config.toml" >"$WORK/runtime.log" 2>&1 &
+	;;
+esac
+wait_for "$sock" "$RUNTIME" $! "$WORK/runtime.log"
+
+# The selection: specs labelled NodeConformance, without the tags CI jobs
+# leave out, and within those the CI subset's groups (subset.txt) unless
+# "full", less the skips (skip.txt). The list files hold one regular
+# expression per line, with "#" comments; skip.txt gives each entry's reason
+# after " ## ".
+patterns() { sed -e 's/ ## .*//' -e '/^#/d' -e '/^[[:space:]]*$/d' "$1" | paste -sd'|'; }
+skip='\[Serial\]|\[Slow\]|\[Flaky\]|\[Disruptive\]|\[Alpha\]'
+listed=$(patterns "$REPO/test/nodee2e/skip.txt")
+skip="$skip${listed:+|$listed}"
+focus=$NODEE2E_FOCUS
+if [ -z "$focus" ] && [ "$SELECTION" = subset ]; then
+	focus=$(patterns "$REPO/test/nodee2e/subset.txt")
+fi
+timeout=60m
+[ "$SELECTION" = full ] || timeout=25m
+
+mkdir -p "$WORK/report"
+set +e
+"$BIN/ginkgo" --procs="$NODEE2E_PROCS" --timeout="$timeout" --no-color --output-dir="$WORK/report" \
+	--json-report=report.json --label-filter=NodeConformance ${focus:+--focus="$focus"} --skip="$skip" \
+	"$WORK/bin/e2e_node.test" -- \
+	--container-runtime-endpoint="unix://$sock" --image-service-endpoint="unix://$sock" \
+	--prepull-images=false --node-name=nodee2e --report-dir="$WORK/report" \
+	--kubelet-flags="--cgroup-driver=cgroupfs --cgroups-per-qos=true --cgroup-root=/ --fail-cgroupv1=false" \
+	>"$WORK/suite.log" 2>&1
+rc=$?
+set -e
+exit $rc

@@ -71,6 +71,10 @@ type Reader struct {
 	// root is the v2 mount; mounts the v1 subsystem → mountpoint.
 	root   string
 	mounts map[string]string
+	// hybrid is the v2 hierarchy of a v1 host that has one (runc puts each
+	// container there too, at the same path): cgroup v2 keeps pressure
+	// stall information for every cgroup, controllers or not.
+	hybrid string
 }
 
 // NewReader detects the host's cgroup version and mounts.
@@ -86,12 +90,19 @@ func NewReader() (*Reader, error) {
 		}
 		r.mounts[ss] = mnt
 	}
+	if cgroups.IsCgroup2HybridMode() {
+		r.hybrid = hybridMountpoint
+	}
 	return r, nil
 }
 
+// hybridMountpoint is where systemd and runc mount the v2 hierarchy of a
+// cgroup v1 host (opencontainers/cgroups tests for exactly this path).
+const hybridMountpoint = "/sys/fs/cgroup/unified"
+
 // newReaderAt is a Reader over fixture directories (tests).
-func newReaderAt(v2 bool, root string, mounts map[string]string) *Reader {
-	return &Reader{v2: v2, root: root, mounts: mounts}
+func newReaderAt(v2 bool, root string, mounts map[string]string, hybrid string) *Reader {
+	return &Reader{v2: v2, root: root, mounts: mounts, hybrid: hybrid}
 }
 
 // ErrNoCgroup reports a cgroup that does not exist (a container that has
@@ -149,7 +160,33 @@ func (r *Reader) readV1(path string) (Cgroup, error) {
 	m.OOMKills = oomKillsV1(memDir)
 	out.Memory = m
 	out.Pids, out.PidsLimit = st.PidsStats.Current, limit(st.PidsStats.Limit)
+	if r.hybrid != "" {
+		psi, err := psiV2(filepath.Join(r.hybrid, path))
+		if err != nil {
+			return out, fmt.Errorf("read pressure of %s: %w", path, err)
+		}
+		out.PSI = psi
+	}
 	return out, nil
+}
+
+// psiV2 reads a v2 cgroup's pressure files; a cgroup missing from the v2
+// hierarchy, or a kernel without PSI, has none (nil, no error).
+func psiV2(dir string) (PSI, error) {
+	if _, err := os.Stat(dir); err != nil {
+		return PSI{}, nil
+	}
+	mgr, err := fs2.NewManager(&cgroups.Cgroup{}, dir)
+	if err != nil {
+		return PSI{}, err
+	}
+	// Without the controllers enabled only cpu.stat and the pressure files
+	// exist; the library skips the missing stat files.
+	st, err := mgr.Stats(&cgroups.StatsOptions{Controllers: cgroups.CPU | cgroups.Memory | cgroups.IO})
+	if err != nil {
+		return PSI{}, err
+	}
+	return PSI{CPU: st.CpuStats.PSI, Memory: st.MemoryStats.PSI, IO: st.BlkioStats.PSI}, nil
 }
 
 func (r *Reader) readV2(dir string) (Cgroup, error) {

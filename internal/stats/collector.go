@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sync/singleflight"
 )
 
 // Target is one container or pod to read.
@@ -38,9 +39,10 @@ type Result struct {
 }
 
 // Collector reads many targets at once: at most Limit at a time, and never
-// longer than Timeout per call. A target whose read from an earlier call is
-// still stuck is not read again (it reports ErrUnavailable) so stuck reads
-// cannot pile up.
+// longer than Timeout per call. Calls that want the same target at once
+// share one read (the kubelet asks for pod and container stats
+// concurrently), so a stuck read is never started again while it hangs:
+// later calls wait for it until their own deadline.
 type Collector struct {
 	reader  *Reader
 	limit   int
@@ -49,9 +51,10 @@ type Collector struct {
 	// reported); a stats call never walks a layer itself.
 	layers func(dir string) (DirUsage, bool)
 
-	mu       sync.Mutex
-	prev     map[string]cpuPoint
-	inflight map[string]bool
+	flights singleflight.Group // by target key
+
+	mu   sync.Mutex
+	prev map[string]cpuPoint
 }
 
 type cpuPoint struct {
@@ -71,7 +74,7 @@ func NewCollector(r *Reader, limit int, timeout time.Duration) *Collector {
 	if limit < 1 {
 		limit = 1
 	}
-	return &Collector{reader: r, limit: limit, timeout: timeout, prev: map[string]cpuPoint{}, inflight: map[string]bool{}}
+	return &Collector{reader: r, limit: limit, timeout: timeout, prev: map[string]cpuPoint{}}
 }
 
 // Collect reads targets concurrently and returns one result per target, in
@@ -94,7 +97,7 @@ func (c *Collector) Collect(ctx context.Context, targets []Target) []Result {
 	for range workers {
 		go func() {
 			for i := range jobs {
-				out <- item{i, c.read(targets[i])}
+				out <- item{i, c.read(ctx, targets[i])}
 			}
 		}()
 	}
@@ -125,21 +128,19 @@ func (c *Collector) Collect(ctx context.Context, targets []Target) []Result {
 	return results
 }
 
-func (c *Collector) read(t Target) Result {
-	res := Result{Key: t.Key, CgroupPath: t.Cgroup}
-	c.mu.Lock()
-	if c.inflight[t.Key] {
-		c.mu.Unlock()
-		res.Err = fmt.Errorf("stats of %s: an earlier read is still stuck: %w", t.Key, errdefs.ErrUnavailable)
-		return res
+// read reads t, or waits for a read of t already in flight, until ctx ends.
+func (c *Collector) read(ctx context.Context, t Target) Result {
+	ch := c.flights.DoChan(t.Key, func() (any, error) { return c.readNow(t), nil })
+	select {
+	case r := <-ch:
+		return r.Val.(Result)
+	case <-ctx.Done():
+		return Result{Key: t.Key, Err: fmt.Errorf("stats of %s not read in time: %w", t.Key, errdefs.ErrUnavailable)}
 	}
-	c.inflight[t.Key] = true
-	c.mu.Unlock()
-	defer func() {
-		c.mu.Lock()
-		delete(c.inflight, t.Key)
-		c.mu.Unlock()
-	}()
+}
+
+func (c *Collector) readNow(t Target) Result {
+	res := Result{Key: t.Key, CgroupPath: t.Cgroup}
 	if t.Cgroup != "" {
 		cg, err := c.reader.Read(t.Cgroup)
 		if err != nil {

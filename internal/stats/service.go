@@ -254,10 +254,14 @@ func (s *Service) readPods(ctx context.Context, match func(*sandbox.Sandbox) boo
 		}
 		targets = append(targets, t)
 	}
+	// podOf[j] is the pod of targets[len(pods)+j]: the containers of pods
+	// interleave in creation order.
+	var podOf []int
 	for _, c := range sn.cs {
 		if i, ok := idx[c.SandboxID]; ok {
 			pods[i].containers = append(pods[i].containers, c)
 			targets = append(targets, s.containerTarget(pods[i].sb, &c))
+			podOf = append(podOf, i)
 		}
 	}
 	res := s.coll.Collect(ctx, targets)
@@ -265,13 +269,10 @@ func (s *Service) readPods(ctx context.Context, match func(*sandbox.Sandbox) boo
 		pods[i].pod = res[i]
 		s.logErr(res[i])
 	}
-	n := len(pods)
-	for i := range pods {
-		for range pods[i].containers {
-			s.logErr(res[n])
-			pods[i].results = append(pods[i].results, res[n])
-			n++
-		}
+	for j, i := range podOf {
+		r := res[len(pods)+j]
+		s.logErr(r)
+		pods[i].results = append(pods[i].results, r)
 	}
 	return pods
 }
@@ -394,11 +395,12 @@ func (s *Service) criPodStats(p *podReading) *runtimeapi.PodSandboxStats {
 				TxBytes:  &runtimeapi.UInt64Value{Value: in.TxBytes},
 				TxErrors: &runtimeapi.UInt64Value{Value: in.TxErrors},
 			}
-			// The pod's interface is eth0 by CNI convention; else the first.
+			// Interfaces lists every interface, the default one too (the
+			// kubelet's summary API does, as cAdvisor's stats do); that
+			// one is eth0 by CNI convention, else the first.
+			l.Network.Interfaces = append(l.Network.Interfaces, cu)
 			if in.Name == "eth0" || (i == 0 && !hasIface(ifs, "eth0")) {
 				l.Network.DefaultInterface = cu
-			} else {
-				l.Network.Interfaces = append(l.Network.Interfaces, cu)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,8 +24,11 @@ func TestReadCgroup(t *testing.T) {
 	v1 := newReaderAt(false, "", map[string]string{
 		"memory": "testdata/v1/memory", "cpuacct": "testdata/v1/cpuacct",
 		"cpu": "testdata/v1/cpu", "pids": "testdata/v1/pids",
-	})
-	v2 := newReaderAt(true, "testdata/v2", nil)
+	}, "")
+	// A v1 host with a v2 hierarchy (hybrid): PSI comes from there, where
+	// only cpu.stat and the pressure files exist.
+	hybrid := newReaderAt(false, "", v1.mounts, "testdata/v1/unified")
+	v2 := newReaderAt(true, "testdata/v2", nil, "")
 	for _, tc := range []struct {
 		name    string
 		r       *Reader
@@ -36,6 +40,12 @@ func TestReadCgroup(t *testing.T) {
 	}{
 		{
 			name: "v1", r: v1,
+			cpu:  CPU{Usage: 123456789},
+			mem:  Memory{Usage: 10 << 20, WorkingSet: 8 << 20, RSS: 6 << 20, Cache: 4 << 20, PgFault: 1000, PgMajFault: 3, OOMKills: 2, Limit: 64 << 20},
+			pids: 3, swap: true,
+		},
+		{
+			name: "v1 hybrid", r: hybrid,
 			cpu:  CPU{Usage: 123456789},
 			mem:  Memory{Usage: 10 << 20, WorkingSet: 8 << 20, RSS: 6 << 20, Cache: 4 << 20, PgFault: 1000, PgMajFault: 3, OOMKills: 2, Limit: 64 << 20},
 			pids: 3, swap: true,
@@ -53,7 +63,7 @@ func TestReadCgroup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.name == "v1" {
+			if tc.name != "v2" {
 				// cpuacct.stat is in USER_HZ ticks; only the total is exact.
 				cg.CPU.User, cg.CPU.System = 0, 0
 				cg.Memory.MaxUsage, cg.Memory.Failcnt, cg.Memory.Kernel, cg.Memory.MappedFile = 0, 0, 0, 0
@@ -73,7 +83,7 @@ func TestReadCgroup(t *testing.T) {
 			if tc.name == "v1" && (cg.PSI != PSI{}) {
 				t.Errorf("PSI on cgroup v1: %+v", cg.PSI)
 			}
-			if tc.name == "v2" {
+			if tc.name != "v1" {
 				p := cg.PSI
 				if p.CPU == nil || p.CPU.Some.Total != 12345 || p.CPU.Full.Avg10 != 0.5 || p.Memory == nil || p.Memory.Some.Avg60 != 1 ||
 					p.IO == nil || p.IO.Full.Total != 3 {
@@ -127,10 +137,34 @@ func FuzzParseNetDev(f *testing.F) {
 	})
 }
 
+// Calls that want the same target at once (the kubelet lists pod and
+// container stats concurrently) share its read: both get the reading.
+func TestCollectorSharesConcurrentReads(t *testing.T) {
+	c := NewCollector(newReaderAt(true, "testdata/v2", nil, ""), 2, time.Minute)
+	started, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := Target{Key: "ctr", Cgroup: "/pod/ctr", Net: func() ([]Interface, error) {
+		once.Do(func() { close(started) })
+		<-release
+		return nil, nil
+	}}
+	first := make(chan []Result)
+	go func() { first <- c.Collect(context.Background(), []Target{slow}) }()
+	<-started
+	second := make(chan []Result)
+	go func() { second <- c.Collect(context.Background(), []Target{slow}) }()
+	close(release)
+	for _, ch := range []chan []Result{first, second} {
+		if res := <-ch; res[0].Err != nil || res[0].Cgroup == nil {
+			t.Errorf("result %+v", res[0])
+		}
+	}
+}
+
 // A stuck read (here: network counters that never come) must not hold a
 // call past its deadline, nor be started again while it hangs.
 func TestCollectorTimeoutAndRates(t *testing.T) {
-	r := newReaderAt(true, "testdata/v2", nil)
+	r := newReaderAt(true, "testdata/v2", nil, "")
 	c := NewCollector(r, 2, 200*time.Millisecond)
 	release := make(chan struct{})
 	defer close(release)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/sandbox"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // waitFor polls cond; the bound only catches a hang, it never paces a test.
@@ -379,7 +380,7 @@ func TestServiceUsesCache(t *testing.T) {
 	root := t.TempDir()
 	makeLayer(t, root, "c1", 4)
 	log, _ := testLog()
-	s := newService(newReaderAt(true, "testdata/v2", nil), fakeContainers{root}, noPods{}, UsageOptions{Interval: time.Hour}, log)
+	s := newService(newReaderAt(true, "testdata/v2", nil, ""), fakeContainers{root}, noPods{}, UsageOptions{Interval: time.Hour}, log)
 	defer s.Close()
 	mnt, u, err := s.ContainerFs()
 	if err != nil || mnt != root || u != (DirUsage{}) {
@@ -448,5 +449,53 @@ func TestUsageCacheMade(t *testing.T) {
 	}
 	if len(c.pending) != 0 {
 		t.Errorf("a made layer was queued: %v", c.pending)
+	}
+}
+
+// podsAndContainers is a sandbox and a container manager over fixed lists.
+type podsAndContainers struct {
+	pods []sandbox.Sandbox
+	cs   []container.Container
+}
+
+func (f podsAndContainers) List() []container.Container { return f.cs }
+func (f podsAndContainers) StatsPaths(sb *sandbox.Sandbox, c *container.Container) (string, string) {
+	return "/pod/ctr", ""
+}
+func (f podsAndContainers) LayersDir() string { return "" }
+
+type podList []sandbox.Sandbox
+
+func (p podList) List() []sandbox.Sandbox { return p }
+
+// Pod stats give each pod its own containers' readings, also when the
+// containers of two pods interleave in creation order (a restarted
+// container: the exited one stays listed, without a cgroup).
+func TestPodStatsInterleavedContainers(t *testing.T) {
+	at := func(s int) time.Time { return time.Unix(int64(s), 0) }
+	pods := podList{{ID: "p0", State: sandbox.StateReady}, {ID: "p1", State: sandbox.StateReady}}
+	f := podsAndContainers{cs: []container.Container{
+		{ID: "p0-old", SandboxID: "p0", State: container.StateExited, CreatedAt: at(1)},
+		{ID: "p1-old", SandboxID: "p1", State: container.StateExited, CreatedAt: at(2)},
+		{ID: "p0-new", SandboxID: "p0", State: container.StateRunning, CreatedAt: at(3)},
+		{ID: "p1-new", SandboxID: "p1", State: container.StateRunning, CreatedAt: at(4)},
+	}}
+	log, _ := testLog()
+	s := newService(newReaderAt(true, "testdata/v2", nil, ""), f, pods, UsageOptions{}, log)
+	defer s.Close()
+	out, err := s.ListPodSandboxStats(context.Background(), &runtimeapi.PodSandboxStatsFilter{})
+	if err != nil || len(out) != 2 {
+		t.Fatalf("stats %v %v", out, err)
+	}
+	for _, ps := range out {
+		for _, cs := range ps.GetLinux().GetContainers() {
+			id := cs.GetAttributes().GetId()
+			if !strings.HasPrefix(id, ps.GetAttributes().GetId()+"-") {
+				t.Errorf("pod %s lists container %s", ps.GetAttributes().GetId(), id)
+			}
+			if running := strings.HasSuffix(id, "-new"); running != (cs.GetCpu() != nil) {
+				t.Errorf("container %s: cpu %v", id, cs.GetCpu())
+			}
+		}
 	}
 }

@@ -22,11 +22,19 @@ while read -r mnt fstype opts; do
 	mount -t "$fstype" -o "$opts" "$fstype" "$mnt"
 done <<<"$cgmounts"
 
+# Network namespaces the runtime pins (containerd: /run/netns) stay here.
+mount -t tmpfs -o mode=0755 tmpfs /run/netns
+
 # The kubelet's fixed paths, on scratch dirs (run.sh made the mount points).
 for d in /var/lib/kubelet /var/log/pods /var/log/containers; do
 	mkdir -p "$WORK/host$d"
 	mount --bind "$WORK/host$d" "$d"
 done
+
+# The kubelet looks up the node's name; no DNS server answers here, so
+# /etc/hosts has it (the address is run.sh's, on the default route).
+{ cat /etc/hosts; echo "$NODE_IP $NODE_NAME"; } >"$WORK/etc-hosts"
+mount --bind "$WORK/etc-hosts" /etc/hosts
 
 # The suite runs the kubelet with systemd-run when it finds one on PATH; on
 # a host that systemd did not boot, hide it (in this namespace only).
@@ -70,20 +78,40 @@ cat >"$WORK/net.d/10-nodee2e.conflist" <<JSON
 }
 JSON
 
+# The runtime runs in a cgroup of its own, which the kubelet reports as the
+# "runtime" system container (--runtime-cgroups).
+in_runtime_cgroup() {
+	local m
+	for m in $(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i+1) ~ /^cgroup2?$/) print $5; break } }' /proc/self/mountinfo); do
+		mkdir -p "$m/runtime"
+		if [ -e "$m/runtime/cpuset.cpus" ]; then # v1 cpuset: no task before CPUs and nodes
+			cat "$m/cpuset.cpus" >"$m/runtime/cpuset.cpus"
+			cat "$m/cpuset.mems" >"$m/runtime/cpuset.mems"
+		fi
+		echo "$BASHPID" >"$m/runtime/cgroup.procs"
+	done
+	exec "$@"
+}
+
 case $RUNTIME in
 crid)
 	sock=$WORK/crid.sock
-	"$BIN/crid" --root "$WORK/root" --state "$WORK/state" --listen "unix://$sock" \
+	in_runtime_cgroup "$BIN/crid" --root "$WORK/root" --state "$WORK/state" --listen "unix://$sock" \
 		--registry-config-dir "$WORK/hosts" --cni-conf-dir "$WORK/net.d" --nri-socket "$WORK/nri.sock" \
-		--cgroup-driver cgroupfs >"$WORK/runtime.log" 2>&1 &
+		--cgroup-driver cgroupfs ${NODEE2E_CRID_ARGS:-} >"$WORK/runtime.log" 2>&1 &
 	;;
 containerd)
 	# Debian's containerd 1.6, configured as bench/ runs it (lib.sh, in a
 	# subshell: it defines helpers of its own).
 	# shellcheck source=../../bench/lib.sh
+	# Its socket is where the kubelet's cAdvisor looks for it, for the
+	# stats of its containers: /run/containerd, here a scratch dir.
 	(source "$REPO/bench/lib.sh" && containerd_config "$WORK/containerd" "$WORK/hosts" /usr/lib/cni "$WORK/net.d")
-	sock=$WORK/containerd/containerd.sock
-	/usr/bin/containerd --config "$WORK/containerd/config.toml" >"$WORK/runtime.log" 2>&1 &
+	mkdir -p /run/containerd "$WORK/host/run/containerd"
+	mount --bind "$WORK/host/run/containerd" /run/containerd
+	sed -i 's#"'"$WORK"'/containerd/containerd.sock#"/run/containerd/containerd.sock#' "$WORK/containerd/config.toml"
+	sock=/run/containerd/containerd.sock
+	in_runtime_cgroup /usr/bin/containerd --config "$WORK/containerd/config.toml" >"$WORK/runtime.log" 2>&1 &
 	;;
 esac
 wait_for "$sock" "$RUNTIME" $! "$WORK/runtime.log"
@@ -110,8 +138,9 @@ set +e
 	--json-report=report.json --label-filter=NodeConformance ${focus:+--focus="$focus"} --skip="$skip" \
 	"$WORK/bin/e2e_node.test" -- \
 	--container-runtime-endpoint="unix://$sock" --image-service-endpoint="unix://$sock" \
-	--prepull-images=false --node-name=nodee2e --report-dir="$WORK/report" \
-	--kubelet-flags="--cgroup-driver=cgroupfs --cgroups-per-qos=true --cgroup-root=/ --fail-cgroupv1=false" \
+	--prepull-images=false --node-name="$NODE_NAME" --report-dir="$WORK/report" \
+	--feature-gates=PodAndContainerStatsFromCRI=true \
+	--kubelet-flags="--cgroup-driver=cgroupfs --cgroups-per-qos=true --cgroup-root=/ --fail-cgroupv1=false --runtime-cgroups=/runtime" \
 	>"$WORK/suite.log" 2>&1
 rc=$?
 set -e

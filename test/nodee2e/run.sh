@@ -15,7 +15,8 @@
 # The suite starts etcd, kube-apiserver and the kubelet (_output/bin/kubelet)
 # itself; the runtime, the test rig's registry and CNI are started here. All
 # of it runs inside a network namespace, a mount namespace and a cgroup
-# namespace made here (node.sh), so that the kubelet sees a node of its own:
+# namespace and a PID namespace made here (node.sh), so that the kubelet
+# sees a node of its own:
 # a cgroup root holding only the test's processes (it moves those it finds
 # there into /system), /var/lib/kubelet and /var/log/pods on a scratch dir,
 # mounts that never reach the host. Every spec in skip.txt is skipped, for
@@ -39,6 +40,7 @@ bash test/nodee2e/build.sh
 work=$(mktemp -d /tmp/crid-nodee2e.XXXXXX)
 chmod 0711 "$work"
 ns="crid-nodee2e-$$"
+NODE_NAME=nodee2e NODE_IP=10.201.0.2
 cg="crid-nodee2e-$$"
 
 # The cgroup hierarchies of this host: every v1 hierarchy and the v2 one.
@@ -80,7 +82,7 @@ ip netns exec "$ns" ip link set lo up
 # a veth pair with both ends in the namespace gives it one, and the route's
 # gateway is an address no one has, so nothing leaves the namespace.
 ip -n "$ns" link add nodee2e0 type veth peer name nodee2e1
-ip -n "$ns" addr add 10.201.0.2/24 dev nodee2e0
+ip -n "$ns" addr add "$NODE_IP/24" dev nodee2e0
 ip -n "$ns" link set nodee2e0 up
 ip -n "$ns" link set nodee2e1 up
 ip -n "$ns" route add default via 10.201.0.1
@@ -94,11 +96,13 @@ for h in "${hierarchies[@]}"; do
 done
 
 # node.sh joins the cgroups first (as the child of a shell that did), then
-# the namespaces: unshare makes the cgroup namespace's root its cgroup.
-export WORK=$work NS=$ns RUNTIME SELECTION BIN REPO NODEE2E_FOCUS="${NODEE2E_FOCUS:-}" NODEE2E_PROCS="${NODEE2E_PROCS:-6}"
+# the namespaces: unshare makes the cgroup namespace's root its cgroup, and
+# node.sh PID 1 of a PID namespace (the kubelet reads init's namespaces).
+export WORK=$work NS=$ns NODE_NAME NODE_IP RUNTIME SELECTION BIN REPO NODEE2E_FOCUS="${NODEE2E_FOCUS:-}" NODEE2E_PROCS="${NODEE2E_PROCS:-6}" NODEE2E_CRID_ARGS="${NODEE2E_CRID_ARGS:-}"
 bash -c '
 	for h in "$@"; do echo $$ >"$h/'"$cg"'/cgroup.procs"; done
-	exec nsenter --net="/run/netns/$NS" unshare --mount --cgroup --propagation private bash "$REPO/test/nodee2e/node.sh"
+	exec nsenter --net="/run/netns/$NS" unshare --mount --cgroup --pid --fork --mount-proc --propagation private \
+		bash "$REPO/test/nodee2e/node.sh"
 ' node "${hierarchies[@]}" &
 inner=$!
 rc=0

@@ -2,8 +2,8 @@
 # Installs what crid and its tests need on Debian, as root: the OCI runtime,
 # monitor and CNI packages, busybox for the test images, and crictl and
 # critest (sigs.k8s.io/cri-tools) and the kubelet (test/kubelet, for the
-# kubelet end-to-end test) built from the Go module proxy. With --runtime,
-# only the packages and crictl.
+# kubelet end-to-end test and the node e2e suite) built from the Go module
+# proxy, and jq. With --runtime, only the packages and crictl.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +54,12 @@ fi
 # --runtime: only what running crid needs (the set-up command); the test
 # tools below take minutes to build and only the tests need them.
 [ "${1:-}" = "--runtime" ] && exit 0
+# jq reads the node e2e suite's JSON report (test/nodee2e/run.sh).
+if ! dpkg -s jq >/dev/null 2>&1; then
+	echo "install-deps: apt-get install jq"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null
+fi
 if [ ! -x "$BIN/critest" ] || [ "$(cat "$BIN/critest.version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ]; then
 	echo "install-deps: building critest $CRI_TOOLS_VERSION"
 	src=$(go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')

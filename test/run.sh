@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs all of crid's tests, as root on Debian: static checks, unit and fuzz
 # seed tests (with the race detector), end-to-end tests that drive a real
-# crid with crictl, the CRI validation suite (critest), and the
+# crid with crictl, the CRI validation suite (critest), a subset of
+# Kubernetes' node end-to-end suite (test/nodee2e), and the
 # production-node tests in a Debian guest VM (test/guest), all offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ CRID_E2E_REQUIRED=1 go test -count=1 -timeout 40m ./test/...
 
 echo "== critest"
 CRITEST_USERNS=required bash test/critest.sh
+
+echo "== Kubernetes' node e2e suite, the CI subset (test/nodee2e)"
+bash test/nodee2e/run.sh
 
 echo "== the production node, in a guest VM (systemd, cgroup v2, AppArmor)"
 bash test/guest/run.sh

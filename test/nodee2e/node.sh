@@ -60,7 +60,7 @@ wait_for() { # wait_for FILE WHAT PID
 	return 1
 }
 
-"$BIN/rig" serve --addr 127.0.0.1:5000 --hosts-dir "$WORK/hosts" --agnhost "$BIN/agnhost" \
+"$BIN/rig" serve --addr 127.0.0.1:5000 --hosts-dir "$WORK/hosts" --agnhost "$REPO/_output/agnhost" \
 	--ready-file "$WORK/rig.ready" >"$WORK/rig.log" 2>&1 &
 wait_for "$WORK/rig.ready" rig $! "$WORK/rig.log"
 
@@ -93,10 +93,16 @@ in_runtime_cgroup() {
 	exec "$@"
 }
 
+# The RuntimeClass specs run pods with handler "test-handler": runc, as
+# upstream's node e2e jobs configure their runtimes.
 case $RUNTIME in
 crid)
+	cat >"$WORK/crid.toml" <<'TOML'
+[runtimes.test-handler]
+path = "runc"
+TOML
 	sock=$WORK/crid.sock
-	in_runtime_cgroup "$BIN/crid" --root "$WORK/root" --state "$WORK/state" --listen "unix://$sock" \
+	in_runtime_cgroup "$BIN/crid" --config "$WORK/crid.toml" --root "$WORK/root" --state "$WORK/state" --listen "unix://$sock" \
 		--registry-config-dir "$WORK/hosts" --cni-conf-dir "$WORK/net.d" --nri-socket "$WORK/nri.sock" \
 		--cgroup-driver cgroupfs ${NODEE2E_CRID_ARGS:-} >"$WORK/runtime.log" 2>&1 &
 	;;
@@ -110,6 +116,11 @@ containerd)
 	mkdir -p /run/containerd "$WORK/host/run/containerd"
 	mount --bind "$WORK/host/run/containerd" /run/containerd
 	sed -i 's#"'"$WORK"'/containerd/containerd.sock#"/run/containerd/containerd.sock#' "$WORK/containerd/config.toml"
+	cat >>"$WORK/containerd/config.toml" <<'TOML'
+
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.test-handler]
+        runtime_type = "io.containerd.runc.v2"
+TOML
 	sock=/run/containerd/containerd.sock
 	in_runtime_cgroup /usr/bin/containerd --config "$WORK/containerd/config.toml" >"$WORK/runtime.log" 2>&1 &
 	;;

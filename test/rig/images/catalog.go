@@ -12,7 +12,7 @@ import (
 type Options struct {
 	BusyboxDeb string // Debian busybox .deb; empty means this host's /bin/busybox
 	GoCmd      string // go binary for the guest helper; empty means PATH/GOROOT
-	Agnhost    string // static agnhost binary; empty means no agnhost-based images
+	Agnhost    string // dir of agnhostFiles; empty means no agnhost-based images
 	Bench      bool   // also build BenchImage (~100 MB, a few seconds)
 	Log        *slog.Logger
 }

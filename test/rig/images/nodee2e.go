@@ -1,8 +1,11 @@
 package images
 
 import (
+	"bytes"
+	"debug/elf"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -22,17 +25,36 @@ func (b *builder) nodeE2E() error {
 	return err
 }
 
+// agnhostFiles are what test/nodee2e/build.sh puts in the agnhost dir: the
+// program and the TLS pair upstream's image carries for its HTTPS servers.
+var agnhostFiles = []string{"agnhost", "localhost.crt", "localhost.key"}
+
+// agnhostTools are programs upstream's agnhost image has (Alpine packages)
+// and the suite runs in it, not in busybox: copied from this host with the
+// libraries they need.
+var agnhostTools = []string{"/bin/bash", "/usr/bin/curl"}
+
 // agnhost serves e2e-test-images/agnhost (2.66.1, and 2.55 as the suite's
 // "previous" agnhost) and kitten, which is built on it. Upstream's agnhost
 // image is Alpine with agnhost at /agnhost; this one is the busybox base with
-// the agnhost program compiled from the same Kubernetes release.
-func (b *builder) agnhost(binary string) error {
-	prog, err := os.ReadFile(binary)
-	if err != nil {
+// the agnhost program compiled from the same Kubernetes release, bash and
+// curl from this host, and upstream's TLS pair.
+func (b *builder) agnhost(dir string) error {
+	fs := NewFS()
+	for _, name := range agnhostFiles {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("agnhost: %w", err)
+		}
+		mode := int64(0o644)
+		if name == "agnhost" {
+			mode = 0o755
+		}
+		fs.File("/"+name, mode, data)
+	}
+	if err := b.hostTools(fs, agnhostTools); err != nil {
 		return fmt.Errorf("agnhost: %w", err)
 	}
-	fs := NewFS()
-	fs.File("/agnhost", 0o755, prog)
 	fs.Symlink("/agnhost-2", "agnhost") // the entrypoint-tester specs run it
 	fs.Dir("/uploads", 0o755)           // netexec's upload dir
 	// Upstream's "adduser -u 1000 user-defined-in-image; addgroup -g 50000
@@ -72,4 +94,33 @@ func (b *builder) agnhost(binary string) error {
 	img := Image{Layers: append(layers[:3:3], kitten), Config: config(e2e+"kitten:1.8", "test-webserver")}
 	_, err = b.set.AddImage(e2e+"kitten", img, "1.8")
 	return err
+}
+
+// hostTools adds programs of this host at their paths, and the libraries
+// they need that the busybox base lacks. They run with the base's loader and
+// glibc, which are this host's too.
+func (b *builder) hostTools(fs *FS, paths []string) error {
+	libs := &Busybox{Interp: b.bb.Interp, Libs: map[string][]byte{}}
+	for _, p := range paths {
+		bin, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		f, err := elf.NewFile(bytes.NewReader(bin))
+		if err != nil {
+			return fmt.Errorf("parse %s: %w", p, err)
+		}
+		err = libs.addLibs(f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		fs.File(p, 0o755, bin)
+	}
+	for name, data := range libs.Libs {
+		if _, inBase := b.bb.Libs[name]; !inBase {
+			fs.File(filepath.Join(imageLibDir, name), 0o644, data)
+		}
+	}
+	return nil
 }

@@ -67,7 +67,7 @@ type buildFlags struct {
 
 func (b *buildFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&b.deb, "busybox-deb", "", "Debian busybox .deb to take /bin/busybox from (default: this machine's /bin/busybox)")
-	fs.StringVar(&b.agnhost, "agnhost", "", "static agnhost binary (test/nodee2e/build.sh): also serve agnhost and the images built on it")
+	fs.StringVar(&b.agnhost, "agnhost", "", "dir with agnhost, localhost.crt and localhost.key (test/nodee2e/build.sh makes _output/agnhost): also serve agnhost and the images built on it")
 	fs.BoolVar(&b.bench, "bench", false, "also build "+images.BenchImage+" (~100 MB, a few seconds)")
 	fs.BoolVar(&b.debug, "debug", false, "log every registry request")
 }

@@ -54,11 +54,18 @@ fi
 # --runtime: only what running crid needs (the set-up command); the test
 # tools below take minutes to build and only the tests need them.
 [ "${1:-}" = "--runtime" ] && exit 0
-# jq reads the node e2e suite's JSON report (test/nodee2e/run.sh).
-if ! dpkg -s jq >/dev/null 2>&1; then
-	echo "install-deps: apt-get install jq"
+# Only the tests need these: jq reads the node e2e suite's JSON report
+# (test/nodee2e/run.sh), and the rig copies bash and curl into its agnhost
+# image, as upstream's has them.
+test_packages=(jq curl bash)
+missing=()
+for p in "${test_packages[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: apt-get install ${missing[*]}"
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends jq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ ! -x "$BIN/critest" ] || [ "$(cat "$BIN/critest.version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ]; then
 	echo "install-deps: building critest $CRI_TOOLS_VERSION"

@@ -109,11 +109,13 @@ func (b *builder) all() error {
 	if err != nil {
 		return fmt.Errorf("busybox layer: %w", err)
 	}
-	// pgrep and ipcs are missing from Debian's busybox; critest calls both.
+	// pgrep and ipcs are missing from Debian's busybox and critest calls
+	// both; so is nmeter, which the node e2e suite calls.
 	tools := NewFS()
 	tools.File("/usr/local/bin/rig-guest", 0o755, b.guest)
 	tools.Symlink("/bin/pgrep", "/usr/local/bin/rig-guest")
 	tools.Symlink("/bin/ipcs", "/usr/local/bin/rig-guest")
+	tools.Symlink("/bin/nmeter", "/usr/local/bin/rig-guest")
 	toolsLayer, err := b.layer(tools, Gzip)
 	if err != nil {
 		return fmt.Errorf("tools layer: %w", err)

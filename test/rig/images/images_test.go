@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -311,7 +312,7 @@ func TestGuest(t *testing.T) {
 	if err := os.WriteFile(guest, bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range []string{"nnp", "pgrep", "ipcs"} {
+	for _, tool := range []string{"nnp", "pgrep", "ipcs", "nmeter"} {
 		if err := os.Symlink(guest, filepath.Join(dir, tool)); err != nil {
 			t.Fatal(err)
 		}
@@ -335,5 +336,55 @@ func TestGuest(t *testing.T) {
 	out, err = exec.Command(filepath.Join(dir, "ipcs"), "-m").Output()
 	if err != nil || !strings.Contains(string(out), "Shared Memory Segments") {
 		t.Errorf("ipcs -m: %q, %v", out, err)
+	}
+	// The node e2e suite's "date -u +%FT$(nmeter -d0 '%3t' | head -n1)Z":
+	// nmeter prints until its reader goes away.
+	out, err = exec.Command("sh", "-c", filepath.Join(dir, "nmeter")+" -d0 '%3t' | head -n1").Output()
+	if err != nil || !regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3}\n$`).Match(out) {
+		t.Errorf("nmeter -d0 %%3t: %q, %v", out, err)
+	}
+	if err := exec.Command(filepath.Join(dir, "nmeter"), "%z").Run(); err == nil {
+		t.Error("nmeter with an unknown directive should fail")
+	}
+}
+
+// The node e2e suite's agnhost images: the program given, upstream's files
+// and tools, its users, and the kitten image on top.
+func TestAgnhost(t *testing.T) {
+	testSet(t) // skips without busybox
+	dir := t.TempDir()
+	for name, data := range map[string]string{"agnhost": "agnhost program\n", "localhost.crt": "crt\n", "localhost.key": "key\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := Build(Options{Agnhost: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cfg := resolve(t, s, "registry.k8s.io/e2e-test-images/agnhost:2.66.1")
+	if !slices.Equal(cfg.Config.Entrypoint, []string{"/agnhost"}) || !slices.Equal(cfg.Config.Cmd, []string{"pause"}) {
+		t.Errorf("agnhost config: %+v", cfg.Config)
+	}
+	hdrs, data := files(t, s, "registry.k8s.io/e2e-test-images/agnhost:2.66.1")
+	if string(data["/agnhost"]) != "agnhost program\n" || hdrs["/agnhost"].Mode != 0o755 || string(data["/localhost.key"]) != "key\n" {
+		t.Errorf("agnhost files: %q %+v", data["/agnhost"], hdrs["/agnhost"])
+	}
+	for _, p := range []string{"/bin/bash", "/usr/bin/curl", "/agnhost-2", "/uploads"} {
+		if hdrs[p] == nil {
+			t.Errorf("agnhost image lacks %s", p)
+		}
+	}
+	if !strings.Contains(string(data["/etc/group"]), "group-defined-in-image:x:50000:user-defined-in-image") {
+		t.Errorf("agnhost /etc/group:\n%s", data["/etc/group"])
+	}
+	prev, _ := resolve(t, s, "registry.k8s.io/e2e-test-images/agnhost:2.55")
+	cur, _ := resolve(t, s, "registry.k8s.io/e2e-test-images/agnhost:2.66.1")
+	if prev.Config.Digest == cur.Config.Digest {
+		t.Error("agnhost 2.55 and 2.66.1 are one image")
+	}
+	_, data = files(t, s, "registry.k8s.io/e2e-test-images/kitten:1.8")
+	if !strings.Contains(string(data["/data.json"]), "kitten.jpg") || data["/agnhost"] == nil {
+		t.Errorf("kitten files: %q", data["/data.json"])
 	}
 }

@@ -10,6 +10,9 @@
 //	                 httpd and supervises busybox httpd
 //	nnp              prints "Effective uid: N" (installed setuid root)
 //	pgrep, ipcs      the two tools critest calls that Debian's busybox lacks
+//	nmeter           busybox's nmeter, its time directive only (%[N]t): the
+//	                 node e2e suite stamps log lines with it; Debian's
+//	                 busybox lacks it
 //
 // It uses only the standard library and is built with CGO_ENABLED=0 by the
 // rig at image-build time, so no prebuilt binary is committed. It must stay
@@ -29,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // nginxTitle is what real nginx puts in /proc/1/cmdline; critest's
@@ -41,7 +45,7 @@ func main() {
 	// "guest <tool> args..." also works, which helps when debugging by hand.
 	if name == "guest" || name == "rig-guest" {
 		if len(args) == 0 {
-			fmt.Fprintln(os.Stderr, "usage: guest pause|nginx|httpd-foreground|nnp|pgrep|ipcs [args]")
+			fmt.Fprintln(os.Stderr, "usage: guest pause|nginx|httpd-foreground|nnp|pgrep|ipcs|nmeter [args]")
 			os.Exit(2)
 		}
 		name, args = args[0], args[1:]
@@ -59,6 +63,8 @@ func main() {
 		os.Exit(pgrep(args))
 	case name == "ipcs":
 		os.Exit(ipcs(args))
+	case name == "nmeter":
+		os.Exit(nmeter(args))
 	default:
 		fmt.Fprintf(os.Stderr, "guest: unknown tool %q\n", name)
 		os.Exit(127)
@@ -361,4 +367,69 @@ func owner(uid string) string {
 		}
 	}
 	return uid
+}
+
+// nmeter prints FORMAT every -d milliseconds (default 1000) until its output
+// closes. Of busybox's directives it knows %[N]t, the local time with N
+// fraction digits (0-6), and %%.
+func nmeter(args []string) int {
+	delay := time.Second
+	if len(args) > 0 && strings.HasPrefix(args[0], "-d") {
+		v := strings.TrimPrefix(args[0], "-d") // -dMSEC or -d MSEC
+		args = args[1:]
+		if v == "" && len(args) > 0 {
+			v, args = args[0], args[1:]
+		}
+		ms, err := strconv.Atoi(v)
+		if err != nil || ms < 0 {
+			fmt.Fprintf(os.Stderr, "nmeter: bad -d %q\n", v)
+			return 1
+		}
+		delay = time.Duration(ms) * time.Millisecond
+	}
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: nmeter [-d MSEC] FORMAT")
+		return 1
+	}
+	format := args[0]
+	for {
+		line, err := nmeterLine(format, time.Now())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "nmeter:", err)
+			return 1
+		}
+		if _, err := os.Stdout.WriteString(line + "\n"); err != nil {
+			return 0
+		}
+		time.Sleep(delay)
+	}
+}
+
+func nmeterLine(format string, now time.Time) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(format); i++ {
+		if format[i] != '%' {
+			b.WriteByte(format[i])
+			continue
+		}
+		i++
+		digits := 0
+		if i < len(format) && format[i] >= '0' && format[i] <= '6' {
+			digits = int(format[i] - '0')
+			i++
+		}
+		switch {
+		case i < len(format) && format[i] == 't':
+			layout := "15:04:05"
+			if digits > 0 {
+				layout += "." + strings.Repeat("0", digits)
+			}
+			b.WriteString(now.Format(layout))
+		case i < len(format) && format[i] == '%':
+			b.WriteByte('%')
+		default:
+			return "", fmt.Errorf("unsupported directive in %q", format)
+		}
+	}
+	return b.String(), nil
 }

@@ -55,9 +55,9 @@ fi
 # tools below take minutes to build and only the tests need them.
 [ "${1:-}" = "--runtime" ] && exit 0
 # Only the tests need these: jq reads the node e2e suite's JSON report
-# (test/nodee2e/run.sh), and the rig copies bash and curl into its agnhost
-# image, as upstream's has them.
-test_packages=(jq curl bash)
+# (test/nodee2e/run.sh), and the rig copies bash, curl and netcat-openbsd's
+# nc into its agnhost image, as upstream's has them.
+test_packages=(jq curl bash netcat-openbsd)
 missing=()
 for p in "${test_packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -370,7 +370,7 @@ func TestAgnhost(t *testing.T) {
 	if string(data["/agnhost"]) != "agnhost program\n" || hdrs["/agnhost"].Mode != 0o755 || string(data["/localhost.key"]) != "key\n" {
 		t.Errorf("agnhost files: %q %+v", data["/agnhost"], hdrs["/agnhost"])
 	}
-	for _, p := range []string{"/bin/bash", "/usr/bin/curl", "/agnhost-2", "/uploads"} {
+	for _, p := range []string{"/bin/bash", "/usr/bin/curl", "/usr/bin/nc", "/agnhost-2", "/uploads"} {
 		if hdrs[p] == nil {
 			t.Errorf("agnhost image lacks %s", p)
 		}

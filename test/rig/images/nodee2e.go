@@ -30,15 +30,16 @@ func (b *builder) nodeE2E() error {
 var agnhostFiles = []string{"agnhost", "localhost.crt", "localhost.key"}
 
 // agnhostTools are programs upstream's agnhost image has (Alpine packages)
-// and the suite runs in it, not in busybox: copied from this host with the
-// libraries they need.
-var agnhostTools = []string{"/bin/bash", "/usr/bin/curl"}
+// and the suite runs in it, not in busybox: copied from this host (the
+// value) with the libraries they need. netcat-openbsd's nc shadows busybox's,
+// which lacks -u.
+var agnhostTools = map[string]string{"/bin/bash": "/bin/bash", "/usr/bin/curl": "/usr/bin/curl", "/usr/bin/nc": "/bin/nc.openbsd"}
 
 // agnhost serves e2e-test-images/agnhost (2.66.1, and 2.55 as the suite's
 // "previous" agnhost) and kitten, which is built on it. Upstream's agnhost
 // image is Alpine with agnhost at /agnhost; this one is the busybox base with
-// the agnhost program compiled from the same Kubernetes release, bash and
-// curl from this host, and upstream's TLS pair.
+// the agnhost program compiled from the same Kubernetes release, bash, curl
+// and nc from this host, and upstream's TLS pair.
 func (b *builder) agnhost(dir string) error {
 	fs := NewFS()
 	for _, name := range agnhostFiles {
@@ -96,13 +97,13 @@ func (b *builder) agnhost(dir string) error {
 	return err
 }
 
-// hostTools adds programs of this host at their paths, and the libraries
+// hostTools adds programs of this host at the paths given, and the libraries
 // they need that the busybox base lacks. They run with the base's loader and
 // glibc, which are this host's too.
-func (b *builder) hostTools(fs *FS, paths []string) error {
+func (b *builder) hostTools(fs *FS, tools map[string]string) error {
 	libs := &Busybox{Interp: b.bb.Interp, Libs: map[string][]byte{}}
-	for _, p := range paths {
-		bin, err := os.ReadFile(p)
+	for p, src := range tools {
+		bin, err := os.ReadFile(src)
 		if err != nil {
 			return err
 		}

@@ -173,8 +173,10 @@ func (r *Reader) readV1(path string) (Cgroup, error) {
 // psiV2 reads a v2 cgroup's pressure files; a cgroup missing from the v2
 // hierarchy, or a kernel without PSI, has none (nil, no error).
 func psiV2(dir string) (PSI, error) {
-	if _, err := os.Stat(dir); err != nil {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return PSI{}, nil
+	} else if err != nil {
+		return PSI{}, err
 	}
 	mgr, err := fs2.NewManager(&cgroups.Cgroup{}, dir)
 	if err != nil {

@@ -378,6 +378,10 @@ func TestAgnhost(t *testing.T) {
 	if !strings.Contains(string(data["/etc/group"]), "group-defined-in-image:x:50000:user-defined-in-image") {
 		t.Errorf("agnhost /etc/group:\n%s", data["/etc/group"])
 	}
+	hdrs, _ = files(t, s, "registry.k8s.io/e2e-test-images/glibc-dns-testing:2.1.1")
+	if h := hdrs["/bin/hostname"]; h == nil || h.Typeflag != tar.TypeReg {
+		t.Errorf("glibc-dns-testing /bin/hostname: %+v", h)
+	}
 	prev, _ := resolve(t, s, "registry.k8s.io/e2e-test-images/agnhost:2.55")
 	cur, _ := resolve(t, s, "registry.k8s.io/e2e-test-images/agnhost:2.66.1")
 	if prev.Config.Digest == cur.Config.Digest {

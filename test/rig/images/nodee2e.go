@@ -12,7 +12,7 @@ import (
 
 // nodeE2E serves the images of Kubernetes' node e2e suite
 // (k8s.io/kubernetes v1.37 test/utils/image/manifest.go) that need no
-// agnhost: the newer tags of busybox, and nonroot.
+// agnhost: the newer tags of busybox, nonroot and glibc-dns-testing.
 func (b *builder) nodeE2E() error {
 	busybox := Image{Layers: b.base, Config: busyboxConfig(e2e + "busybox:1.37.0-2")}
 	if _, err := b.set.AddImage(e2e+"busybox", busybox, "1.37.0-2"); err != nil {
@@ -21,7 +21,22 @@ func (b *builder) nodeE2E() error {
 	// nonroot: the base image with "USER 1234".
 	nonroot := busyboxConfig(e2e + "nonroot:1.5")
 	nonroot.User = "1234"
-	_, err := b.set.AddImage(e2e+"nonroot", Image{Layers: b.base, Config: nonroot}, "1.5")
+	if _, err := b.set.AddImage(e2e+"nonroot", Image{Layers: b.base, Config: nonroot}, "1.5"); err != nil {
+		return err
+	}
+	// glibc-dns-testing: upstream's is Debian with dnsutils; the suite runs
+	// "hostname -f" in it, so this one has Debian's hostname (glibc's
+	// resolver) over busybox's.
+	fs := NewFS()
+	if err := b.hostTools(fs, map[string]string{"/bin/hostname": "/bin/hostname"}); err != nil {
+		return fmt.Errorf("glibc-dns-testing: %w", err)
+	}
+	l, err := b.layer(fs, Gzip)
+	if err != nil {
+		return err
+	}
+	dns := Image{Layers: append(b.base[:2:2], l), Config: busyboxConfig(e2e + "glibc-dns-testing:2.1.1")}
+	_, err = b.set.AddImage(e2e+"glibc-dns-testing", dns, "2.1.1")
 	return err
 }
 

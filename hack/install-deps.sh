@@ -18,16 +18,19 @@ export GOFLAGS=-buildvcs=false
 
 command -v go >/dev/null || { echo "install-deps: Go 1.26+ is needed at /usr/local/go (https://go.dev/dl)"; exit 1; }
 
-packages=(runc crun conmon containernetworking-plugins criu iptables iproute2 busybox libseccomp-dev pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
+# apt_install PKG...: installs those of the Debian packages that are missing.
+apt_install() {
+	local p missing=()
+	for p in "$@"; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+	done
+	[ ${#missing[@]} -gt 0 ] || return 0
 	echo "install-deps: apt-get install ${missing[*]}"
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+
+apt_install runc crun conmon containernetworking-plugins criu iptables iproute2 busybox libseccomp-dev pkg-config
 
 mkdir -p "$BIN"
 if ! "$BIN/crictl" --version 2>/dev/null | grep -q "$CRI_TOOLS_VERSION"; then
@@ -57,16 +60,7 @@ fi
 # Only the tests need these: jq reads the node e2e suite's JSON report
 # (test/nodee2e/run.sh), and the rig copies bash, curl and netcat-openbsd's
 # nc into its agnhost image, as upstream's has them.
-test_packages=(jq curl bash netcat-openbsd)
-missing=()
-for p in "${test_packages[@]}"; do
-	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "install-deps: apt-get install ${missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+apt_install jq curl bash netcat-openbsd
 if [ ! -x "$BIN/critest" ] || [ "$(cat "$BIN/critest.version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ]; then
 	echo "install-deps: building critest $CRI_TOOLS_VERSION"
 	src=$(go mod download -json "sigs.k8s.io/cri-tools@$CRI_TOOLS_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')

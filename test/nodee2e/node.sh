@@ -82,7 +82,7 @@ JSON
 # "runtime" system container (--runtime-cgroups).
 in_runtime_cgroup() {
 	local m
-	for m in $(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i+1) ~ /^cgroup2?$/) print $5; break } }' /proc/self/mountinfo); do
+	for m in $(cut -d' ' -f1 <<<"$cgmounts"); do
 		mkdir -p "$m/runtime"
 		if [ -e "$m/runtime/cpuset.cpus" ]; then # v1 cpuset: no task before CPUs and nodes
 			cat "$m/cpuset.cpus" >"$m/runtime/cpuset.cpus"

@@ -234,6 +234,7 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	if err != nil {
 		return err
 	}
+	checkpointOff, criuDir := checkpointState(ctx, cfg, log)
 	containers, err = container.New(container.Config{
 		RootDir:        cfg.Root,
 		StateDir:       cfg.State,
@@ -244,6 +245,8 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 		SELinuxEnabled: selinux,
 		CDISpecDirs:    cfg.CDI.SpecDirs,
 		IDMapLayers:    idmapLayers,
+		CheckpointOff:  checkpointOff,
+		CRIUDir:        criuDir,
 	}, db, rt, images, pods, log.With("component", "container"))
 	if err != nil {
 		return err

@@ -58,6 +58,8 @@ type Config struct {
 	CDI     CDIConfig     `toml:"cdi" json:"cdi"`
 	NRI     NRIConfig     `toml:"nri" json:"nri"`
 
+	Checkpoint CheckpointConfig `toml:"checkpoint" json:"checkpoint"`
+
 	Streaming StreamingConfig `toml:"streaming" json:"streaming"`
 	Metrics   MetricsConfig   `toml:"metrics" json:"metrics"`
 }
@@ -121,6 +123,16 @@ type NRIConfig struct {
 	// PluginRequestTimeout each request to a plugin.
 	PluginRegistrationTimeout Duration `toml:"plugin_registration_timeout" json:"plugin_registration_timeout"`
 	PluginRequestTimeout      Duration `toml:"plugin_request_timeout" json:"plugin_request_timeout"`
+}
+
+// CheckpointConfig configures checkpointing containers with CRIU.
+type CheckpointConfig struct {
+	// Enable is "auto" (on when `criu check` passes on this host), "on"
+	// (a failing check is reported, and every checkpoint fails) or "off".
+	Enable string `toml:"enable" json:"enable"`
+	// CRIU is the CRIU binary the OCI runtime runs (looked up in PATH when
+	// relative).
+	CRIU string `toml:"criu" json:"criu"`
 }
 
 // ImageConfig configures the image service.
@@ -190,6 +202,7 @@ func Default() Config {
 			PluginRegistrationTimeout: Duration(5 * time.Second),
 			PluginRequestTimeout:      Duration(2 * time.Second),
 		},
+		Checkpoint: CheckpointConfig{Enable: "auto", CRIU: "criu"},
 		Streaming: StreamingConfig{
 			Address:     "127.0.0.1",
 			IdleTimeout: Duration(4 * time.Hour),
@@ -299,6 +312,14 @@ func (c *Config) Validate() error {
 		if c.NRI.PluginRegistrationTimeout <= 0 || c.NRI.PluginRequestTimeout <= 0 {
 			errs = append(errs, errors.New("nri.plugin_registration_timeout and nri.plugin_request_timeout: must be positive"))
 		}
+	}
+	switch c.Checkpoint.Enable {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("checkpoint.enable: %q is not auto, on or off", c.Checkpoint.Enable))
+	}
+	if c.Checkpoint.Enable != "off" && c.Checkpoint.CRIU == "" {
+		errs = append(errs, errors.New("checkpoint.criu: must not be empty"))
 	}
 	if c.Image.MaxConcurrentDownloads < 1 {
 		errs = append(errs, errors.New("image.max_concurrent_downloads: must be at least 1"))

@@ -131,6 +131,7 @@ type Runtime interface {
 	Delete(ctx context.Context, id string, h oci.Handler) error
 	State(ctx context.Context, id string, h oci.Handler) (oci.State, error)
 	UpdateResources(ctx context.Context, id string, h oci.Handler, res *specs.LinuxResources) error
+	Checkpoint(ctx context.Context, id string, h oci.Handler, opts oci.CheckpointOptions) error
 	ExecSync(ctx context.Context, id string, h oci.Handler, p *specs.Process, timeout time.Duration) (oci.ExecResult, error)
 	Exec(ctx context.Context, id string, h oci.Handler, p *specs.Process, opts oci.ExecOptions) (int32, error)
 	Attach(ctx context.Context, id string, opts oci.AttachOptions) error
@@ -165,6 +166,12 @@ type Config struct {
 	// IDMapLayers: image layers under RootDir can be mounted idmapped
 	// (namespaces.IDMapSupported), which pods in a user namespace need.
 	IDMapLayers bool
+	// CheckpointOff says why containers cannot be checkpointed here (config
+	// [checkpoint], or CRIU's check); nil: they can.
+	CheckpointOff error
+	// CRIUDir holds the CRIU binary, named criu, that the OCI runtime runs
+	// (checkpoint.BinDir); "": the one in PATH.
+	CRIUDir string
 }
 
 // Manager creates and tracks containers.

@@ -3,6 +3,8 @@ package container
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -60,6 +62,9 @@ type fakeRuntime struct {
 	watched   map[string]bool
 	deleted   map[string]bool
 	starts    map[string]int
+	// checkpointErr fails every Checkpoint; checkpoints counts the others.
+	checkpointErr error
+	checkpoints   int
 
 	exits    chan string
 	monExits chan string
@@ -274,6 +279,25 @@ func (f *fakeRuntime) Rescans() <-chan struct{}    { return f.rescans }
 
 func (f *fakeRuntime) UpdateResources(context.Context, string, oci.Handler, *specs.LinuxResources) error {
 	return errdefs.ErrNotImplemented
+}
+
+// Checkpoint leaves what CRIU would: an image file and its statistics.
+func (f *fakeRuntime) Checkpoint(_ context.Context, id string, _ oci.Handler, opts oci.CheckpointOptions) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.ctrs[id]; !ok || c.status != "running" {
+		return fmt.Errorf("container %s is not running", id)
+	}
+	if f.checkpointErr != nil {
+		return f.checkpointErr
+	}
+	f.checkpoints++
+	for name, data := range map[string]string{"pages-1.img": "memory of " + id, "stats-dump": "stats"} {
+		if err := os.WriteFile(filepath.Join(opts.ImageDir, name), []byte(data), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (f *fakeRuntime) ExecSync(context.Context, string, oci.Handler, *specs.Process, time.Duration) (oci.ExecResult, error) {

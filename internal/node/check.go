@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/crid-project/crid/internal/checkpoint"
 	"github.com/crid-project/crid/internal/config"
 )
 
@@ -84,7 +85,7 @@ func Check(ctx context.Context, cfg config.Config, net Network, p Paths) []Fact 
 		out = append(out, f)
 	}
 	kernel := kernelFact()
-	out = append(out, apparmorFact(p), selinuxFact(p), criuFact(ctx), idmapFact(ctx, cfg, kernel.Detail), kernel)
+	out = append(out, apparmorFact(p), selinuxFact(p), criuFact(ctx, cfg), idmapFact(ctx, cfg, kernel.Detail), kernel)
 	return out
 }
 
@@ -223,19 +224,15 @@ func selinuxFact(p Paths) Fact {
 	return Fact{Name: "SELinux", OK: true, Detail: "enabled, enforce=" + strings.TrimSpace(string(b)) + " (crid applies no labels: requests carrying SELinux options are refused)"}
 }
 
-func criuFact(ctx context.Context) Fact {
-	path, err := exec.LookPath("criu")
-	if err != nil {
-		return Fact{Name: "CRIU", Detail: "not installed: no checkpoints"}
+func criuFact(ctx context.Context, cfg config.Config) Fact {
+	if cfg.Checkpoint.Enable == "off" {
+		return Fact{Name: "CRIU", Detail: "checkpointing is off ([checkpoint] enable)"}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, path, "check").CombinedOutput()
-	if err != nil {
-		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-		return Fact{Name: "CRIU", Detail: fmt.Sprintf("%s check failed: %s", path, line)}
+	criu := checkpoint.CheckCRIU(ctx, cfg.Checkpoint.CRIU)
+	if criu.Err != nil {
+		return Fact{Name: "CRIU", Detail: criu.Err.Error() + ": no checkpoints"}
 	}
-	return Fact{Name: "CRIU", OK: true, Detail: path + " check passed"}
+	return Fact{Name: "CRIU", OK: true, Detail: criu.Path + " check passed"}
 }
 
 func kernelFact() Fact {

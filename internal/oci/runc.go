@@ -48,7 +48,14 @@ func runtimeCmd(ctx context.Context, h Handler, args ...string) *exec.Cmd {
 
 // runRuntime runs a runtime command and returns its stdout; stdin may be nil.
 func runRuntime(ctx context.Context, h Handler, stdin io.Reader, args ...string) ([]byte, error) {
+	return runRuntimeEnv(ctx, h, nil, stdin, args...)
+}
+
+// runRuntimeEnv is runRuntime with env added to the runtime's environment
+// (a later entry wins).
+func runRuntimeEnv(ctx context.Context, h Handler, env []string, stdin io.Reader, args ...string) ([]byte, error) {
 	cmd := runtimeCmd(ctx, h, args...)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

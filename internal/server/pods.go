@@ -37,6 +37,9 @@ type containerService interface {
 	ExecSync(ctx context.Context, id string, cmd []string, timeout time.Duration) (oci.ExecResult, error)
 	UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
+	Checkpoint(ctx context.Context, id, location string) error
+	// CheckpointOff says why containers cannot be checkpointed; nil: they can.
+	CheckpointOff() error
 	SupportsRRO(handler string) bool
 	SupportsUserNS(handler string) bool
 	Recovering() int

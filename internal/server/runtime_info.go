@@ -58,7 +58,11 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		// Objects crid has not yet reconciled since it started: their
 		// state is the last recorded one, and changes answer Unavailable.
 		recovering, _ := json.Marshal(map[string]int{"pods": s.pods.Recovering(), "containers": s.containers.Recovering()})
-		resp.Info = map[string]string{"config": string(cfg), "recovering": string(recovering)}
+		checkpoint := "enabled"
+		if err := s.containers.CheckpointOff(); err != nil {
+			checkpoint = err.Error()
+		}
+		resp.Info = map[string]string{"config": string(cfg), "recovering": string(recovering), "checkpoint": checkpoint}
 	}
 	return resp, nil
 }

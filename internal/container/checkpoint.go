@@ -1,0 +1,115 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	"github.com/containerd/errdefs"
+
+	"github.com/crid-project/crid/internal/checkpoint"
+	"github.com/crid-project/crid/internal/oci"
+)
+
+// Checkpoint dumps running container id with CRIU, leaving it running, and
+// writes its checkpoint archive at location (internal/checkpoint has the
+// layout). The archive appears whole or not at all; ctx bounds the call
+// (the CRI timeout). Nothing else changes: the container keeps running
+// also when the dump fails, since the runtime thaws it.
+func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
+	if m.cfg.CheckpointOff != nil {
+		return fmt.Errorf("checkpoint container %s: %w: %w", id, m.cfg.CheckpointOff, errdefs.ErrFailedPrecondition)
+	}
+	if err := checkLocation(location); err != nil {
+		return err
+	}
+	c, err := m.Get(id)
+	if err != nil {
+		return err
+	}
+	if err := m.checkRecovered(c.ID); err != nil {
+		return err
+	}
+	// Held for the whole dump: a stop or removal waits for it.
+	unlock := m.recs.Lock(c.ID)
+	defer unlock()
+	if c, _ = m.recs.Get(c.ID); c.State != StateRunning || c.Removing {
+		return fmt.Errorf("checkpoint container %s: it is %s, not running: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
+	}
+	h, err := m.handler(c.Handler)
+	if err != nil {
+		return err
+	}
+	log := m.log.With("container", c.ID, "pod", c.SandboxID)
+	start := time.Now()
+	dir := filepath.Join(m.cfg.StateDir, "checkpoints")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp(dir, c.ID+"-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	images := filepath.Join(work, metadata.CheckpointDirectory)
+	if err := os.Mkdir(images, 0o700); err != nil {
+		return err
+	}
+	if err := m.rt.Checkpoint(ctx, c.ID, h, oci.CheckpointOptions{
+		ImageDir: images, WorkDir: work, LeaveRunning: true, CRIUDir: m.cfg.CRIUDir,
+	}); err != nil {
+		return err
+	}
+	dumped := time.Since(start)
+	err = checkpoint.WriteArchive(ctx, location, work, checkpoint.Container{
+		Config: metadata.ContainerConfig{
+			ID:              c.ID,
+			Name:            c.ContainerConfig().GetMetadata().GetName(),
+			RootfsImage:     c.ImageName,
+			RootfsImageRef:  c.ImageID.String(),
+			RootfsImageName: c.ImageName,
+			OCIRuntime:      h.Name,
+			CreatedTime:     c.CreatedAt,
+			CheckpointedAt:  time.Now(),
+		},
+		SpecFile: filepath.Join(m.bundleDir(c.ID), "config.json"),
+		ImageDir: images,
+		UpperDir: filepath.Join(m.layerDir(c.ID), "upper"),
+		LogFile:  c.LogPath,
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
+	}
+	log.Info("container checkpointed", "location", location, "dump", dumped, "total", time.Since(start))
+	m.stage("checkpoint", time.Since(start))
+	return nil
+}
+
+// CheckpointOff says why containers cannot be checkpointed here; nil: they
+// can.
+func (m *Manager) CheckpointOff() error { return m.cfg.CheckpointOff }
+
+// checkLocation accepts an absolute, clean path in an existing directory,
+// which is not a directory itself: the archive is written there.
+func checkLocation(location string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("checkpoint location %q %s: %w", location, why, errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case location == "":
+		return bad("is empty")
+	case !filepath.IsAbs(location) || filepath.Clean(location) != location || strings.ContainsRune(location, 0):
+		return bad("is not an absolute, clean path")
+	}
+	if fi, err := os.Stat(filepath.Dir(location)); err != nil || !fi.IsDir() {
+		return bad("is not in an existing directory")
+	}
+	if fi, err := os.Lstat(location); err == nil && !fi.Mode().IsRegular() {
+		return bad("exists and is not a regular file")
+	}
+	return nil
+}

@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// criuCheck is why CRIU cannot dump on this host ("": it can). Debian 12's
+// CRIU 3.17 fails `criu check` on newer kernels (6.18 here); on Debian's
+// own kernel, in the guest VM, it works.
+func criuCheck() string {
+	out, err := exec.Command("criu", "check").CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, bytes.TrimSpace(out))
+	}
+	return ""
+}
+
+// untar unpacks the regular files of a tar at path into dir and returns
+// their names.
+func untar(t *testing.T, path, dir string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var names []string
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return names
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		names = append(names, hdr.Name)
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(hdr.Name))
+		if !strings.HasPrefix(dst, dir+string(filepath.Separator)) {
+			t.Fatalf("%s: entry %q leaves the archive", path, hdr.Name)
+		}
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestCheckpointUnavailable: where CRIU cannot dump, crid says so in
+// Status, and a checkpoint fails with that reason, changing nothing.
+func TestCheckpointUnavailable(t *testing.T) {
+	why := criuCheck()
+	extra := []string{}
+	if why == "" {
+		// CRIU works here: turn checkpointing off to see the same refusal.
+		cfg := filepath.Join(t.TempDir(), "crid.toml")
+		if err := os.WriteFile(cfg, []byte("[checkpoint]\nenable = \"off\"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		extra = append(extra, "--config", cfg)
+	}
+	c := newCrid(t, rig(t), extra...)
+	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
+	_, ctrID := c.runPod("nockpt", "exec sleep 3600")
+	resp, err := rt.Status(ctx(t), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := resp.GetInfo()["checkpoint"]
+	if reason == "enabled" || reason == "" {
+		t.Fatalf("Status info checkpoint: %q", reason)
+	}
+	location := filepath.Join(t.TempDir(), "nockpt.tar")
+	_, err = rt.CheckpointContainer(ctx(t), &runtimeapi.CheckpointContainerRequest{ContainerId: ctrID, Location: location})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), reason) {
+		t.Errorf("checkpoint: %v, want FailedPrecondition saying %q", err, reason)
+	}
+	if _, err := os.Stat(location); !os.IsNotExist(err) {
+		t.Errorf("an archive was written: %v", err)
+	}
+	if s := c.containerStatus(ctrID).GetState(); s != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Errorf("after the refused checkpoint the container is %v", s)
+	}
+}
+
+func TestCheckpointContainer(t *testing.T) {
+	if why := criuCheck(); why != "" {
+		// The guest VM runs this test with CRID_E2E_CRIU=required.
+		if os.Getenv("CRID_E2E_CRIU") == "required" {
+			t.Fatalf("criu check: %s", why)
+		}
+		t.Skipf("CRIU cannot dump here (criu check: %s); the guest VM runs this test", why)
+	}
+	c := newCrid(t, rig(t))
+	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
+	// A counter that keeps its count in memory and writes it to a file of
+	// its root, which has lost one of the image's files.
+	_, ctrID := c.runPod("ckpt", "rm /etc/nsswitch.conf; i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done")
+	count := func() int {
+		out, err := c.crictl("exec", "-s", ctrID, "cat", "/count")
+		if err != nil {
+			t.Logf("read the count: %v: %s", err, out)
+			return 0
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		return n
+	}
+	waitUntil(t, "the counter counts", func() bool { return count() > 0 })
+
+	out := t.TempDir()
+	location := filepath.Join(out, "ckpt.tar")
+	if _, err := rt.CheckpointContainer(ctx(t), &runtimeapi.CheckpointContainerRequest{
+		ContainerId: ctrID, Location: location, Timeout: 120,
+	}); err != nil {
+		t.Fatalf("CheckpointContainer: %v", err)
+	}
+	// The container runs on, still counting.
+	if s := c.containerStatus(ctrID).GetState(); s != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after the checkpoint the container is %v", s)
+	}
+	after := count()
+	waitUntil(t, "the counter counts on after the checkpoint", func() bool { return count() > after })
+
+	// The archive has the layout checkpointctl reads.
+	dir := t.TempDir()
+	names := untar(t, location, dir)
+	for _, want := range []string{metadata.ConfigDumpFile, metadata.SpecDumpFile, metadata.RootFsDiffTar,
+		metadata.DeletedFilesFile, "stats-dump", "checkpoint/inventory.img", "checkpoint/pstree.img"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("archive lacks %s: %v", want, names)
+		}
+	}
+	config, _, err := metadata.ReadContainerCheckpointConfigDump(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if config.ID != ctrID || config.Name != "ckpt" || config.RootfsImageName == "" || config.OCIRuntime == "" {
+		t.Errorf("config.dump: %+v", config)
+	}
+	spec, _, err := metadata.ReadContainerCheckpointSpecDump(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := spec.Annotations["io.kubernetes.cri.container-name"]; got != "ckpt" {
+		t.Errorf("spec.dump names the container %q", got)
+	}
+	deleted, _, err := metadata.ReadContainerCheckpointDeletedFiles(dir)
+	if err != nil || !slices.Contains(deleted, "etc/nsswitch.conf") {
+		t.Errorf("deleted.files: %v, %v", deleted, err)
+	}
+	if diff := untar(t, filepath.Join(dir, metadata.RootFsDiffTar), t.TempDir()); !slices.Contains(diff, "count") {
+		t.Errorf("rootfs-diff.tar lacks the counter's file: %v", diff)
+	}
+
+	// Bad requests: a clear error, and nothing written.
+	code := func(err error) codes.Code { return status.Code(err) }
+	for _, tc := range []struct {
+		name string
+		req  *runtimeapi.CheckpointContainerRequest
+		want codes.Code
+	}{
+		{"no location", &runtimeapi.CheckpointContainerRequest{ContainerId: ctrID}, codes.InvalidArgument},
+		{"relative location", &runtimeapi.CheckpointContainerRequest{ContainerId: ctrID, Location: "x.tar"}, codes.InvalidArgument},
+		{"missing dir", &runtimeapi.CheckpointContainerRequest{ContainerId: ctrID, Location: filepath.Join(out, "no", "x.tar")}, codes.InvalidArgument},
+		{"unknown container", &runtimeapi.CheckpointContainerRequest{ContainerId: "nope", Location: filepath.Join(out, "x.tar")}, codes.NotFound},
+	} {
+		if _, err := rt.CheckpointContainer(ctx(t), tc.req); code(err) != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	c.mustCrictl("stop", ctrID)
+	if _, err := rt.CheckpointContainer(ctx(t), &runtimeapi.CheckpointContainerRequest{
+		ContainerId: ctrID, Location: filepath.Join(out, "stopped.tar"),
+	}); code(err) != codes.FailedPrecondition {
+		t.Errorf("checkpoint of a stopped container: %v", err)
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 1 {
+		t.Errorf("the output dir holds %v, want only ckpt.tar", entries)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.state, "checkpoints")); len(entries) != 0 {
+		t.Errorf("work dirs left behind: %v", entries)
+	}
+	resp, err := rt.Status(ctx(t), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetInfo()["checkpoint"]; got != "enabled" {
+		t.Errorf("Status info checkpoint: %q", got)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // CheckpointOptions describes a CRIU dump of a running container.
@@ -36,18 +38,40 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, h Handler, opts Che
 	if opts.LeaveRunning {
 		args = append(args, "--leave-running")
 	}
-	var env []string
+	cmd := runtimeCmd(ctx, h, append(args, id)...)
 	if opts.CRIUDir != "" {
-		env = []string{"PATH=" + opts.CRIUDir + string(filepath.ListSeparator) + os.Getenv("PATH")}
+		cmd.Env = append(cmd.Env, "PATH="+opts.CRIUDir+string(filepath.ListSeparator)+os.Getenv("PATH"))
 	}
-	if _, err := runRuntimeEnv(ctx, h, env, nil, append(args, id)...); err != nil {
+	// CRIU runs as the runtime's child, and while it dumps the container
+	// is frozen: a deadline must end CRIU too, so the runtime runs in a
+	// process group of its own that is killed whole.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	if _, err := runCmd(ctx, cmd, h, append(args, id)); err != nil {
 		err = r.mapErr(err)
 		if msg := criuErrors(filepath.Join(opts.WorkDir, "dump.log")); msg != "" {
 			err = fmt.Errorf("%w; CRIU: %s", err, msg)
 		}
+		r.thaw(ctx, id, h)
 		return fmt.Errorf("checkpoint container %s: %w", id, err)
 	}
 	return nil
+}
+
+// thaw resumes a container that a failed or cut dump left frozen; one that
+// is not frozen the runtime refuses, which is fine.
+func (r *Runtime) thaw(ctx context.Context, id string, h Handler) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	st, err := r.State(ctx, id, h)
+	if err != nil || st.Status != "paused" {
+		return
+	}
+	if _, err := runRuntime(ctx, h, nil, "resume", id); err != nil {
+		r.log.Error("a failed checkpoint left the container frozen", "container", id, "err", err)
+		return
+	}
+	r.log.Warn("thawed the container a failed checkpoint left frozen", "container", id)
 }
 
 // criuErrors returns the last few "Error" lines of a CRIU log: the runtime

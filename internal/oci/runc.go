@@ -48,15 +48,14 @@ func runtimeCmd(ctx context.Context, h Handler, args ...string) *exec.Cmd {
 
 // runRuntime runs a runtime command and returns its stdout; stdin may be nil.
 func runRuntime(ctx context.Context, h Handler, stdin io.Reader, args ...string) ([]byte, error) {
-	return runRuntimeEnv(ctx, h, nil, stdin, args...)
+	cmd := runtimeCmd(ctx, h, args...)
+	cmd.Stdin = stdin
+	return runCmd(ctx, cmd, h, args)
 }
 
-// runRuntimeEnv is runRuntime with env added to the runtime's environment
-// (a later entry wins).
-func runRuntimeEnv(ctx context.Context, h Handler, env []string, stdin io.Reader, args ...string) ([]byte, error) {
-	cmd := runtimeCmd(ctx, h, args...)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stdin = stdin
+// runCmd runs cmd, a runtimeCmd of h with args, and returns its stdout, or
+// its failure with the runtime's message.
+func runCmd(ctx context.Context, cmd *exec.Cmd, h Handler, args []string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
@@ -208,5 +209,75 @@ func TestCheckpointContainer(t *testing.T) {
 	}
 	if got := resp.GetInfo()["checkpoint"]; got != "enabled" {
 		t.Errorf("Status info checkpoint: %q", got)
+	}
+}
+
+// TestCheckpointDeadline: a dump that outlives the request's timeout is
+// ended whole (the runtime and what it started) and the container is
+// thawed and runs on; nothing is written. The fault is injected by a
+// runtime wrapper whose checkpoint freezes the container and hangs, as a
+// stuck CRIU does; the criu it names only answers the start-up check, as
+// nothing else runs it.
+func TestCheckpointDeadline(t *testing.T) {
+	dir := t.TempDir()
+	hung := filepath.Join(dir, "hung.pid")
+	wrapper := filepath.Join(dir, "runc-hang")
+	script := fmt.Sprintf(`#!/bin/sh
+pre=""
+for a in "$@"; do
+  if [ "$a" = checkpoint ]; then
+    for id in "$@"; do :; done
+    runc $pre pause "$id" || exit 1
+    sleep 3600 &
+    echo $! > %q
+    wait
+    exit 1
+  fi
+  pre="$pre $a"
+done
+exec runc "$@"
+`, hung)
+	criu := filepath.Join(dir, "criu")
+	cfg := filepath.Join(dir, "crid.toml")
+	for path, data := range map[string]string{
+		wrapper: script,
+		criu:    "#!/bin/sh\n[ \"$1\" = check ] && echo 'Looks good.'\n",
+		cfg:     fmt.Sprintf("[runtimes.runc]\npath = %q\n[checkpoint]\nenable = \"on\"\ncriu = %q\n", wrapper, criu),
+	} {
+		if err := os.WriteFile(path, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCrid(t, rig(t), "--config", cfg)
+	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
+	_, ctrID := c.runPod("deadline", "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done")
+	count := func() int {
+		out, _ := c.crictl("exec", "-s", ctrID, "cat", "/count")
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		return n
+	}
+	waitUntil(t, "the counter counts", func() bool { return count() > 0 })
+
+	location := filepath.Join(t.TempDir(), "deadline.tar")
+	_, err := rt.CheckpointContainer(ctx(t), &runtimeapi.CheckpointContainerRequest{ContainerId: ctrID, Location: location, Timeout: 3})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("checkpoint past its timeout: %v, want DeadlineExceeded", err)
+	}
+	b, err := os.ReadFile(hung)
+	if err != nil {
+		t.Fatalf("the wrapper's hang did not start: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitUntil(t, "the hung dump's process to be gone", func() bool { return syscall.Kill(pid, 0) != nil })
+	if s := c.containerStatus(ctrID).GetState(); s != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after the cut checkpoint the container is %v", s)
+	}
+	after := count()
+	waitUntil(t, "the counter counts on (the container was thawed)", func() bool { return count() > after })
+	if _, err := os.Stat(location); !os.IsNotExist(err) {
+		t.Errorf("an archive was written: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(c.state, "checkpoints")); len(entries) != 0 {
+		t.Errorf("work dirs left behind: %v", entries)
 	}
 }

@@ -44,7 +44,8 @@ type Container struct {
 
 // WriteArchive writes c as an uncompressed tar at path. The archive appears
 // whole or not at all: it is written next to path and renamed there. work is
-// a scratch dir for the rootfs diff. ctx bounds the whole write.
+// CRIU's work dir, which also takes the rootfs diff. ctx bounds the whole
+// write.
 func WriteArchive(ctx context.Context, path, work string, c Container) (retErr error) {
 	diff, deleted, err := writeRootfsDiff(ctx, c.UpperDir, filepath.Join(work, metadata.RootFsDiffTar))
 	if err != nil {
@@ -86,10 +87,14 @@ func WriteArchive(ctx context.Context, path, work string, c Container) (retErr e
 	if err := addFile(tw, metadata.RootFsDiffTar, diff); err != nil {
 		return err
 	}
-	stats := filepath.Join(c.ImageDir, statsDump)
-	if _, err := os.Stat(stats); err == nil {
-		if err := addFile(tw, statsDump, stats); err != nil {
-			return err
+	// CRIU writes its statistics into its work dir when it has one (runc
+	// gives it one), else beside the images.
+	for _, stats := range []string{filepath.Join(work, statsDump), filepath.Join(c.ImageDir, statsDump)} {
+		if _, err := os.Stat(stats); err == nil {
+			if err := addFile(tw, statsDump, stats); err != nil {
+				return err
+			}
+			break
 		}
 	}
 	if c.LogFile != "" {

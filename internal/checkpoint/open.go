@@ -135,36 +135,3 @@ func writeEntry(root *os.Root, name string, r io.Reader, size int64) error {
 	}
 	return f.Close()
 }
-
-// maxConfigDump bounds config.dump, read before anything is unpacked.
-const maxConfigDump = 1 << 20
-
-// ReadConfig reads only config.dump from an archive: what a restore needs
-// to know (the image and the runtime the container ran with) before it
-// makes anything.
-func ReadConfig(r io.Reader) (metadata.ContainerConfig, error) {
-	var cfg metadata.ContainerConfig
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			return cfg, fmt.Errorf("%w: no %s", ErrBadArchive, metadata.ConfigDumpFile)
-		}
-		if err != nil {
-			return cfg, fmt.Errorf("%w: %v", ErrBadArchive, err)
-		}
-		if name, ok := entryName(hdr.Name); !ok || name != metadata.ConfigDumpFile || hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		if hdr.Size > maxConfigDump {
-			return cfg, fmt.Errorf("%w: %s is %d bytes", ErrBadArchive, metadata.ConfigDumpFile, hdr.Size)
-		}
-		if err := json.NewDecoder(io.LimitReader(tr, maxConfigDump)).Decode(&cfg); err != nil {
-			return cfg, fmt.Errorf("%w: %s: %v", ErrBadArchive, metadata.ConfigDumpFile, err)
-		}
-		if cfg.ID == "" || cfg.RootfsImageRef == "" && cfg.RootfsImageName == "" {
-			return cfg, fmt.Errorf("%w: %s names no container or image", ErrBadArchive, metadata.ConfigDumpFile)
-		}
-		return cfg, nil
-	}
-}

@@ -38,7 +38,8 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, h Handler, opts Che
 	if opts.LeaveRunning {
 		args = append(args, "--leave-running")
 	}
-	cmd := runtimeCmd(ctx, h, append(args, id)...)
+	args = append(args, id)
+	cmd := runtimeCmd(ctx, h, args...)
 	if opts.CRIUDir != "" {
 		cmd.Env = append(cmd.Env, "PATH="+opts.CRIUDir+string(filepath.ListSeparator)+os.Getenv("PATH"))
 	}
@@ -47,7 +48,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, h Handler, opts Che
 	// process group of its own that is killed whole.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	if _, err := runCmd(ctx, cmd, h, append(args, id)); err != nil {
+	if _, err := runCmd(ctx, cmd, h, args); err != nil {
 		err = r.mapErr(err)
 		if msg := criuErrors(filepath.Join(opts.WorkDir, "dump.log")); msg != "" {
 			err = fmt.Errorf("%w; CRIU: %s", err, msg)

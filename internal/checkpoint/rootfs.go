@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"golang.org/x/sys/unix"
 )
 
@@ -121,4 +122,109 @@ func opaque(dir string) bool {
 		}
 	}
 	return false
+}
+
+// ApplyRootfsDiff makes rootfs, the mounted root of a container made from
+// the checkpointed container's image with a fresh writable layer, hold what
+// the checkpointed one held: the paths it deleted are removed, then its
+// rootfs-diff.tar is unpacked over it. All of it happens inside an os.Root
+// at rootfs: no entry, link or deleted path reaches outside.
+func (a *Archive) ApplyRootfsDiff(ctx context.Context, rootfs string) error {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	for _, p := range a.Deleted {
+		name, ok := entryName(p)
+		if !ok || name == "." {
+			return fmt.Errorf("%w: deleted path %q leaves the root", ErrBadArchive, p)
+		}
+		if err := root.RemoveAll(name); err != nil {
+			return fmt.Errorf("restore the rootfs: remove %s: %w", name, err)
+		}
+	}
+	f, err := os.Open(filepath.Join(a.Dir, metadata.RootFsDiffTar))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrBadArchive, metadata.RootFsDiffTar, err)
+		}
+		if err := applyEntry(root, tr, hdr); err != nil {
+			return fmt.Errorf("restore the rootfs: %s: %w", hdr.Name, err)
+		}
+	}
+}
+
+// applyEntry writes one rootfs-diff.tar entry into root, replacing what is
+// there, with its owner, mode and modification time.
+func applyEntry(root *os.Root, r io.Reader, hdr *tar.Header) error {
+	name, ok := entryName(hdr.Name)
+	if !ok || name == "." {
+		return fmt.Errorf("%w: entry leaves the root", ErrBadArchive)
+	}
+	if dir := filepath.Dir(name); dir != "." {
+		if err := root.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	mode := hdr.FileInfo().Mode()
+	switch hdr.Typeflag {
+	case tar.TypeDir:
+		if fi, err := root.Lstat(name); err != nil || !fi.IsDir() {
+			_ = root.RemoveAll(name)
+			if err := root.Mkdir(name, 0o700); err != nil {
+				return err
+			}
+		}
+	case tar.TypeReg:
+		_ = root.RemoveAll(name)
+		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		_, err = io.CopyN(f, r, hdr.Size)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	case tar.TypeSymlink:
+		_ = root.RemoveAll(name)
+		if err := root.Symlink(hdr.Linkname, name); err != nil {
+			return err
+		}
+		return root.Lchown(name, hdr.Uid, hdr.Gid)
+	case tar.TypeLink:
+		target, ok := entryName(hdr.Linkname)
+		if !ok {
+			return fmt.Errorf("%w: link to %q leaves the root", ErrBadArchive, hdr.Linkname)
+		}
+		_ = root.RemoveAll(name)
+		return root.Link(target, name)
+	default:
+		return fmt.Errorf("%w: entry type %q is not restored", ErrBadArchive, hdr.Typeflag)
+	}
+	if err := root.Lchown(name, hdr.Uid, hdr.Gid); err != nil {
+		return err
+	}
+	if err := root.Chmod(name, mode&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return err
+	}
+	return root.Chtimes(name, hdr.ModTime, hdr.ModTime)
 }

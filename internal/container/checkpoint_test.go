@@ -11,6 +11,7 @@ import (
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // archiveEntries lists a tar's entry names.
@@ -112,5 +113,92 @@ func TestCheckpointOff(t *testing.T) {
 	}
 	if h.rt.checkpoints != 0 {
 		t.Fatal("the runtime was asked to checkpoint")
+	}
+}
+
+func TestRestore(t *testing.T) {
+	h := newHarness(t)
+	id := h.run("pod-a", "web")
+	if err := os.WriteFile(filepath.Join(h.m.rootfsDir(id), "new"), []byte("n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(h.m.rootfsDir(id), "layer0")); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "web.tar")
+	if err := h.m.Checkpoint(bg, id, archive); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Stop(bg, id, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Remove(bg, id); err != nil {
+		t.Fatal(err)
+	}
+
+	// Bad sources change nothing.
+	for _, tc := range []struct {
+		name, ref string
+		want      func(error) bool
+	}{
+		{"missing archive", filepath.Join(t.TempDir(), "none.tar"), errdefs.IsNotFound},
+		{"not an archive", h.m.cfg.StateDir, errdefs.IsInvalidArgument},
+	} {
+		cfg := ctrConfig("bad")
+		cfg.Image.Image = tc.ref
+		if _, err := h.m.Create(bg, "pod-b", cfg); !tc.want(err) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	// The harness's runtime (/bin/true) cannot restore into a new cgroup.
+	cfg := ctrConfig("web")
+	cfg.Image.Image = archive
+	if _, err := h.m.Create(bg, "pod-b", cfg); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("a handler that cannot restore: %v", err)
+	}
+	if n := len(h.m.recs.List(nil)); n != 0 {
+		t.Fatalf("bad sources left %d records", n)
+	}
+	h.m.handlers().restore["runc"] = true
+
+	restored, err := h.m.Create(bg, "pod-b", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootfs := h.m.rootfsDir(restored)
+	if b, err := os.ReadFile(filepath.Join(rootfs, "new")); err != nil || string(b) != "n" {
+		t.Errorf("the checkpointed file: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(rootfs, "layer0")); !os.IsNotExist(err) {
+		t.Errorf("the deleted image file is back: %v", err)
+	}
+	if s := criState(t, h.m, restored); s != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("after create: %v", s)
+	}
+	// A restart before the start: nothing to adopt, still startable.
+	h.restart()
+	h.m.handlers().restore["runc"] = true
+	h.m.Recover(bg)
+	if s := criState(t, h.m, restored); s != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("after a restart: %v", s)
+	}
+	// A failed restore leaves it created, for a retry.
+	h.rt.mu.Lock()
+	h.rt.createErr = errors.New("criu restore failed")
+	h.rt.mu.Unlock()
+	if err := h.m.Start(bg, restored); err == nil {
+		t.Fatal("a failing restore started")
+	}
+	if s := criState(t, h.m, restored); s != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("after a failed restore: %v", s)
+	}
+	if err := h.m.Start(bg, restored); err != nil {
+		t.Fatal(err)
+	}
+	if s := criState(t, h.m, restored); s != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after the restore: %v", s)
+	}
+	if h.rt.restores != 1 {
+		t.Errorf("restores: %d, want 1", h.rt.restores)
 	}
 }

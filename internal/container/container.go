@@ -77,6 +77,9 @@ type Container struct {
 	// recorded with the record itself: InUse sees them before they are
 	// mounted and until the record is gone.
 	ImageVolumes []ImageVolume `json:"imageVolumes,omitempty"`
+	// Restore, for a container made from a checkpoint archive, is its
+	// unpacked checkpoint: StartContainer restores from it.
+	Restore string `json:"restore,omitempty"`
 
 	// Steps are the side effects made for the container (see steps.go).
 	Steps steps.Log `json:"steps,omitempty"`

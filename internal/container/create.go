@@ -65,7 +65,12 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if existing != "" {
 		return existing, nil
 	}
-	err = m.create(ctx, id, name, &sb, cfg, false)
+	restore, err := m.restoreSourceOf(cfg.GetImage().GetImage())
+	if err != nil {
+		res.Done(err, false)
+		return "", err
+	}
+	err = m.create(ctx, id, name, &sb, cfg, false, restore)
 	res.Done(err, ctx.Err() != nil)
 	if err != nil {
 		return "", err
@@ -91,12 +96,18 @@ func hasDotDot(p string) bool {
 	return false
 }
 
-func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig, infra bool) (retErr error) {
+// create makes the container; restore, if set, is the checkpoint it is
+// made from (see restore.go).
+func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandbox, cfg *runtimeapi.ContainerConfig, infra bool, restore *restoreSource) (retErr error) {
 	start := time.Now()
-	img, err := m.images.Get(cfg.GetImage().GetImage())
+	imageRef := cfg.GetImage().GetImage()
+	if restore != nil {
+		imageRef = restore.imageRef()
+	}
+	img, err := m.images.Get(imageRef)
 	if err != nil {
 		if errdefs.IsNotFound(err) {
-			return fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
+			return fmt.Errorf("image %q is not present: pull it first: %w", imageRef, errdefs.ErrNotFound)
 		}
 		return err
 	}
@@ -133,6 +144,18 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if usn := cfg.GetImage().GetUserSpecifiedImage(); usn != "" {
 		c.ImageName = usn
 	}
+	if restore != nil {
+		if restore.config.OCIRuntime != "" && restore.config.OCIRuntime != h.Name {
+			return fmt.Errorf("the checkpoint in %s was taken with runtime handler %q, the pod runs %q: %w",
+				restore.archive, restore.config.OCIRuntime, h.Name, errdefs.ErrFailedPrecondition)
+		}
+		if !m.handlers().restore[h.Name] {
+			return fmt.Errorf("runtime handler %q cannot restore a checkpoint: its runtime has no 'restore --manage-cgroups-mode ignore' (runc 1.2 or later): %w",
+				h.Name, errdefs.ErrFailedPrecondition)
+		}
+		c.ImageName = restore.config.RootfsImageName
+		c.Restore = m.restoreDir(id)
+	}
 	if r := cfg.GetLinux().GetResources(); r != nil {
 		c.Resources, _ = proto.Marshal(r)
 	}
@@ -146,6 +169,9 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	userns, err := userNSOf(sb)
 	if err != nil {
 		return err
+	}
+	if userns != nil && restore != nil {
+		return fmt.Errorf("restoring a checkpoint into a pod with a user namespace: %w", errdefs.ErrNotImplemented)
 	}
 	imgMounts, err := spec.ImageMounts(cfg)
 	if err != nil {
@@ -198,6 +224,12 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 		Name: stepRootfs,
 		Make: func(context.Context, Container) error { return m.mountRootfs(id, img.Layers, userns) },
 	}}
+	if restore != nil {
+		plan = append(plan, steps.Step[Container]{
+			Name: stepRestoreFiles,
+			Make: func(ctx context.Context, _ Container) error { return m.restoreFiles(ctx, id, restore) },
+		})
+	}
 	var volumeSrcs map[int]string
 	if len(imgMounts) > 0 {
 		plan = append(plan, steps.Step[Container]{
@@ -228,7 +260,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	var specStart, specDone, created time.Time
 	unblockSync := func() {}
 	defer func() { unblockSync() }()
-	plan = append(plan, steps.Step[Container]{
+	runtimeStep := steps.Step[Container]{
 		Name: stepRuntime,
 		// conmon's own cgroup is recorded with the intent: the undo
 		// removes it once conmon is gone.
@@ -276,6 +308,11 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			}
 			m.processes.Store(id, s.Process)
 			specDone = time.Now()
+			if restore != nil {
+				// StartContainer restores it (restoreStep).
+				created = specDone
+				return nil
+			}
 			pid, err := m.rt.Create(ctx, oci.CreateOptions{
 				ID:           id,
 				Handler:      h,
@@ -292,7 +329,11 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			c.Pid, created = pid, time.Now()
 			return nil
 		},
-	})
+	}
+	if restore != nil {
+		runtimeStep.Name, runtimeStep.Intent = stepSpec, nil
+	}
+	plan = append(plan, runtimeStep)
 	rec, took, err := m.steps.RunAll(ctx, id, plan, func(v *Container) {
 		v.Pid, v.State = c.Pid, StateCreated
 		if user != nil {

@@ -65,6 +65,7 @@ type fakeRuntime struct {
 	// checkpointErr fails every Checkpoint; checkpoints counts the others.
 	checkpointErr error
 	checkpoints   int
+	restores      int
 
 	exits    chan string
 	monExits chan string
@@ -173,7 +174,16 @@ func (f *fakeRuntime) Create(ctx context.Context, opts oci.CreateOptions) (int, 
 		f.nextPid++
 		pid = f.nextPid
 	}
-	f.ctrs[opts.ID] = &fakeCtr{status: "created", pid: pid}
+	status := "created"
+	if opts.Restore != nil {
+		// A restore: the container runs once the runtime returns.
+		if _, err := os.Stat(filepath.Join(opts.Restore.ImageDir, "inventory.img")); err != nil {
+			return 0, fmt.Errorf("restore %s: %w", opts.ID, err)
+		}
+		status = "running"
+		f.restores++
+	}
+	f.ctrs[opts.ID] = &fakeCtr{status: status, pid: pid}
 	return pid, nil
 }
 
@@ -292,7 +302,7 @@ func (f *fakeRuntime) Checkpoint(_ context.Context, id string, _ oci.Handler, op
 		return f.checkpointErr
 	}
 	f.checkpoints++
-	for name, data := range map[string]string{"pages-1.img": "memory of " + id, "stats-dump": "stats"} {
+	for name, data := range map[string]string{"inventory.img": "inventory", "pages-1.img": "memory of " + id, "stats-dump": "stats"} {
 		if err := os.WriteFile(filepath.Join(opts.ImageDir, name), []byte(data), 0o600); err != nil {
 			return err
 		}

@@ -82,26 +82,47 @@ func readHostFacts() (hostFacts, error) {
 type runtimeCaps struct {
 	rro   bool // recursively read-only bind mounts
 	idmap bool // idmapped bind mounts (runc 1.2, crun 1.9)
+	// restore: `restore --manage-cgroups-mode ignore` (runc 1.2). A
+	// restore must put the processes into the new container's cgroup,
+	// where the runtime puts CRIU; in the other modes CRIU re-creates the
+	// checkpointed container's cgroup and puts them there (seen with runc
+	// 1.1 on cgroup v2), where the new container cannot kill them.
+	restore bool
 }
 
 // runtimeFeatures asks an OCI runtime what it supports (`runc features`,
 // runtime-spec's features document). A runtime that cannot say supports
 // nothing optional.
 func runtimeFeatures(path string) runtimeCaps {
+	c := runtimeCaps{restore: restoreIgnoresCgroups(path)}
 	out, err := exec.Command(path, "features").Output()
 	if err != nil {
-		return runtimeCaps{}
+		return c
 	}
 	var f features.Features
 	if json.Unmarshal(out, &f) != nil {
-		return runtimeCaps{}
+		return c
 	}
-	var c runtimeCaps
 	c.rro = slices.Contains(f.MountOptions, "rro")
 	if l := f.Linux; l != nil && l.MountExtensions != nil && l.MountExtensions.IDMap != nil {
 		c.idmap = l.MountExtensions.IDMap.Enabled != nil && *l.MountExtensions.IDMap.Enabled
 	}
 	return c
+}
+
+// restoreIgnoresCgroups asks the runtime's restore help whether it has the
+// ignore cgroups mode: the features document does not list CRIU's options.
+func restoreIgnoresCgroups(path string) bool {
+	out, err := exec.Command(path, "restore", "--help").Output()
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(out)) {
+		if strings.Contains(line, "--manage-cgroups-mode") {
+			return strings.Contains(line, "ignore")
+		}
+	}
+	return false
 }
 
 // hugetlbController says whether runc can set hugepage limits: on a unified

@@ -54,7 +54,7 @@ func (m *Manager) StartInfra(ctx context.Context, sb *sandbox.Sandbox) (int, err
 	if id == "" {
 		return 0, fmt.Errorf("pod sandbox %s: no infra container ID recorded", sb.ID)
 	}
-	if err := m.create(ctx, id, infraName+"_"+sb.ID, sb, cfg, true); err != nil {
+	if err := m.create(ctx, id, infraName+"_"+sb.ID, sb, cfg, true, nil); err != nil {
 		return 0, err
 	}
 	if err := m.Start(ctx, id); err != nil {

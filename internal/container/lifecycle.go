@@ -45,6 +45,13 @@ func (m *Manager) startLocked(ctx context.Context, id string) error {
 		}
 		c, _ = m.recs.Get(id)
 	}
+	if c.Restore != "" && c.Steps.Has(stepRuntime) && !c.Steps.Done(stepRuntime) {
+		// The same for a restore.
+		if err := m.settleRestore(ctx, c); err != nil {
+			return err
+		}
+		c, _ = m.recs.Get(id)
+	}
 	if c.State != StateCreated {
 		return fmt.Errorf("container %s is %s, not created: %w", c.ID, c.State, errdefs.ErrFailedPrecondition)
 	}
@@ -58,11 +65,19 @@ func (m *Manager) startLocked(ctx context.Context, id string) error {
 		}
 	}
 	start := time.Now()
-	err = m.steps.Run(ctx, c.ID, steps.Step[Container]{
+	step := steps.Step[Container]{
 		Name: stepStart,
 		Make: func(ctx context.Context, c Container) error { return m.rt.Start(ctx, c.ID, h) },
 		Made: started,
-	})
+	}
+	if restorePending(&c) {
+		sb, ok := m.sandboxes.Lookup(c.SandboxID)
+		if !ok {
+			return fmt.Errorf("start container %s: pod %s: %w", c.ID, c.SandboxID, errdefs.ErrNotFound)
+		}
+		step = m.restoreStep(c, h, m.cgroups.Monitor(sb.CgroupParent, c.ID))
+	}
+	err = m.steps.Run(ctx, c.ID, step)
 	// The process may have died at once, or between create and start:
 	// record what the monitor saw instead of leaving a container that can
 	// never run, or one reported running after its exit.

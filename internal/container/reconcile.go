@@ -93,6 +93,15 @@ func (m *Manager) adopt(ctx context.Context, c Container) error {
 			return err
 		}
 	}
+	if c.Restore != "" && c.Steps.Has(stepRuntime) && !c.Steps.Done(stepRuntime) {
+		if err := m.settleRestore(ctx, c); err != nil {
+			return err
+		}
+		c, _ = m.recs.Get(c.ID)
+	}
+	if restorePending(&c) {
+		return nil
+	}
 	if m.recordExit(c.ID) {
 		return nil
 	}

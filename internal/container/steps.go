@@ -18,6 +18,8 @@ const (
 	stepRootfs       = "rootfs"       // the overlay mount
 	stepImageVolumes = "imagevolumes" // the read-only mounts of image volumes
 	stepPIDNS        = "pidns"        // pin of a target container's PID namespace
+	stepRestoreFiles = "restorefiles" // a checkpoint unpacked, its writable layer put back
+	stepSpec         = "spec"         // the bundle's spec alone (a container to restore)
 	stepRuntime      = "runtime"      // conmon and runc state
 	stepStart        = "start"        // runc start (undone by the runtime's delete)
 )
@@ -45,6 +47,10 @@ func (m *Manager) undoers() steps.Undoers[Container] {
 				}
 			}
 			return nil
+		}},
+		stepSpec: {Do: func(context.Context, Container) error { return nil }},
+		stepRestoreFiles: {Do: func(_ context.Context, c Container) error {
+			return os.RemoveAll(m.restoreDir(c.ID))
 		}},
 		stepPIDNS: {Do: func(_ context.Context, c Container) error {
 			return namespaces.Remove(m.nsDir(c.ID))

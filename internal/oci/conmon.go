@@ -76,10 +76,12 @@ func (c *Conmon) Create(ctx context.Context, req MonitorRequest) (int, error) {
 	cmd := exec.Command(c.Path, args...)
 	// conmon writes ./oom (besides the persist dir) into its working dir.
 	cmd.Dir = req.ContainerDir
-	cmd.Env = []string{
-		"PATH=" + envOr("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-		"_OCI_SYNCPIPE=3",
+	path := envOr("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+	if r := req.Restore; r != nil && r.CRIUDir != "" {
+		// The runtime conmon runs finds CRIU in PATH.
+		path = r.CRIUDir + string(filepath.ListSeparator) + path
 	}
+	cmd.Env = []string{"PATH=" + path, "_OCI_SYNCPIPE=3"}
 	cmd.ExtraFiles = []*os.File{syncW}
 	var startW *os.File
 	if req.CgroupParent != "" {
@@ -216,6 +218,16 @@ func (c *Conmon) args(req MonitorRequest) ([]string, error) {
 	}
 	for _, a := range (Handler{Root: h.Root, Args: h.Args}).globalArgs() {
 		args = append(args, "--runtime-arg", a)
+	}
+	if r := req.Restore; r != nil {
+		// conmon runs `runtime restore --detach --image-path <dir>
+		// --work-path <bundle>` and these options after it: what the
+		// checkpoint dumped (internal/oci Checkpoint) is restored, into
+		// the cgroup the runtime made for CRIU (the new container's),
+		// not the checkpointed container's.
+		args = append(args, "--restore", r.ImageDir,
+			"--runtime-opt", "--tcp-established", "--runtime-opt", "--file-locks",
+			"--runtime-opt", "--manage-cgroups-mode", "--runtime-opt", "ignore")
 	}
 	if req.Terminal {
 		args = append(args, "--terminal")

@@ -7,9 +7,9 @@ import "context"
 // exit file. Conmon is the default; conmon-rs or a VM shim could implement
 // it too.
 type Monitor interface {
-	// Create starts the monitor, which runs `runtime create`. It returns
-	// the container's init pid once the container is created, or the
-	// runtime's error. It need not clean up on failure: the caller does.
+	// Create starts the monitor, which runs `runtime create` (or, with
+	// Restore, `runtime restore`). It returns the container's init pid
+	// once the container is created (restored), or the runtime's error. It need not clean up on failure: the caller does.
 	Create(ctx context.Context, req MonitorRequest) (pid int, err error)
 	// ReopenLog makes the monitor reopen the log file at logPath and
 	// returns once it has.

@@ -104,6 +104,18 @@ type CreateOptions struct {
 	// where missing. "" leaves conmon in crid's cgroup. The container's
 	// own cgroup comes from the spec's cgroupsPath.
 	CgroupParent string
+	// Restore, if set, restores the container from a CRIU checkpoint
+	// (`runtime restore`) instead of creating it: it is running, not
+	// created, once Create returns.
+	Restore *RestoreOptions
+}
+
+// RestoreOptions say where a container's checkpoint is.
+type RestoreOptions struct {
+	// ImageDir holds CRIU's images of the checkpointed container.
+	ImageDir string
+	// CRIUDir is as in CheckpointOptions.
+	CRIUDir string
 }
 
 // Create starts the monitor, which runs `runtime create`, and returns the
@@ -143,6 +155,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOptions) (pid int, retE
 
 	pid, err := r.monitor.Create(ctx, MonitorRequest{CreateOptions: opts, ContainerDir: dir, ExitDir: r.exitDir})
 	if err != nil {
+		if opts.Restore != nil {
+			// conmon runs the restore with the bundle as CRIU's work dir.
+			if msg := criuErrors(filepath.Join(opts.Bundle, "restore.log")); msg != "" {
+				err = fmt.Errorf("%w; CRIU: %s", err, msg)
+			}
+			return 0, fmt.Errorf("restore container %s: %w", opts.ID, err)
+		}
 		return 0, fmt.Errorf("create container %s: %w", opts.ID, err)
 	}
 	log.Debug("container created", "pid", pid)

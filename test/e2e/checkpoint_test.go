@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,10 +14,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -104,6 +107,21 @@ func TestCheckpointUnavailable(t *testing.T) {
 	if s := c.containerStatus(ctrID).GetState(); s != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Errorf("after the refused checkpoint the container is %v", s)
 	}
+	// A restore (an archive in place of the image) is refused alike.
+	pods, err := rt.ListPodSandbox(ctx(t), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil || len(pods.GetItems()) != 1 {
+		t.Fatalf("pods: %v, %v", pods, err)
+	}
+	_, err = rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{
+		PodSandboxId: pods.GetItems()[0].GetId(),
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "restored"},
+			Image:    &runtimeapi.ImageSpec{Image: location},
+		},
+	})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("restore where checkpoints are off: %v, want FailedPrecondition", err)
+	}
 }
 
 func TestCheckpointContainer(t *testing.T) {
@@ -114,21 +132,25 @@ func TestCheckpointContainer(t *testing.T) {
 		}
 		t.Skipf("CRIU cannot dump here (criu check: %s); the guest VM runs this test", why)
 	}
-	c := newCrid(t, rig(t))
-	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
-	// A counter that keeps its count in memory and writes it to a file of
-	// its root, which has lost one of the image's files.
-	_, ctrID := c.runPod("ckpt", "rm /etc/nsswitch.conf; i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done")
-	count := func() int {
-		out, err := c.crictl("exec", "-s", ctrID, "cat", "/count")
-		if err != nil {
-			t.Logf("read the count: %v: %s", err, out)
-			return 0
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(out))
-		return n
+	// The runtime is runc 1.5 (hack/install-deps.sh): Debian's runc 1.1
+	// has no `restore --manage-cgroups-mode ignore`, and crid refuses to
+	// restore with it (internal/container's TestRestore).
+	cfgFile := filepath.Join(t.TempDir(), "crid.toml")
+	if err := os.WriteFile(cfgFile, []byte("[runtimes.runc]\npath = \"/usr/local/libexec/crid/runc\"\n"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	waitUntil(t, "the counter counts", func() bool { return count() > 0 })
+	c := newCrid(t, rig(t), "--config", cfgFile)
+	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
+	// A counter that keeps its count and a token drawn at its start in
+	// memory and writes both to a file of its root, which has lost one of
+	// the image's files; a TCP server answers with the token.
+	podID, ctrID := c.runPod("ckpt", counterScript("rm /etc/nsswitch.conf; "))
+	count := func() (string, int) { return c.readCounter(ctrID) }
+	waitUntil(t, "the counter counts", func() bool { _, n := count(); return n > 0 })
+	token, _ := count()
+	if got := c.askServer(podID); got != token {
+		t.Fatalf("the server answers %q, want the token %q", got, token)
+	}
 
 	out := t.TempDir()
 	location := filepath.Join(out, "ckpt.tar")
@@ -141,8 +163,8 @@ func TestCheckpointContainer(t *testing.T) {
 	if s := c.containerStatus(ctrID).GetState(); s != runtimeapi.ContainerState_CONTAINER_RUNNING {
 		t.Fatalf("after the checkpoint the container is %v", s)
 	}
-	after := count()
-	waitUntil(t, "the counter counts on after the checkpoint", func() bool { return count() > after })
+	_, after := count()
+	waitUntil(t, "the counter counts on after the checkpoint", func() bool { _, n := count(); return n > after })
 
 	// The archive has the layout checkpointctl reads.
 	dir := t.TempDir()
@@ -171,9 +193,13 @@ func TestCheckpointContainer(t *testing.T) {
 	if err != nil || !slices.Contains(deleted, "etc/nsswitch.conf") {
 		t.Errorf("deleted.files: %v, %v", deleted, err)
 	}
-	if diff := untar(t, filepath.Join(dir, metadata.RootFsDiffTar), t.TempDir()); !slices.Contains(diff, "count") {
+	diffDir := t.TempDir()
+	if diff := untar(t, filepath.Join(dir, metadata.RootFsDiffTar), diffDir); !slices.Contains(diff, "count") {
 		t.Errorf("rootfs-diff.tar lacks the counter's file: %v", diff)
 	}
+	dumped, _ := os.ReadFile(filepath.Join(diffDir, "count"))
+	_, atDump, _ := strings.Cut(strings.TrimSpace(string(dumped)), " ")
+	n, _ := strconv.Atoi(atDump)
 
 	// Bad requests: a clear error, and nothing written.
 	code := func(err error) codes.Code { return status.Code(err) }
@@ -210,6 +236,86 @@ func TestCheckpointContainer(t *testing.T) {
 	if got := resp.GetInfo()["checkpoint"]; got != "enabled" {
 		t.Errorf("Status info checkpoint: %q", got)
 	}
+
+	// Restore into a fresh pod, the original gone: the counter goes on
+	// from where the dump caught it, with the token it drew at its start.
+	c.mustCrictl("rmp", "-fa")
+	podCfg, ctrCfg := c.podFiles("ckpt", "unused")
+	podID = strings.TrimSpace(c.mustCrictl("runp", podCfg))
+	var cfg runtimeapi.ContainerConfig
+	b, _ := os.ReadFile(ctrCfg)
+	if err := protojson.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var pod runtimeapi.PodSandboxConfig
+	b, _ = os.ReadFile(podCfg)
+	if err := protojson.Unmarshal(b, &pod); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Image = &runtimeapi.ImageSpec{Image: location}
+	created, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: &cfg, SandboxConfig: &pod})
+	if err != nil {
+		t.Fatalf("CreateContainer from the checkpoint: %v", err)
+	}
+	restored := created.GetContainerId()
+	if s := c.containerStatus(restored).GetState(); s != runtimeapi.ContainerState_CONTAINER_CREATED {
+		t.Fatalf("the restored container before its start: %v", s)
+	}
+	if _, err := rt.StartContainer(ctx(t), &runtimeapi.StartContainerRequest{ContainerId: restored}); err != nil {
+		t.Fatalf("StartContainer (restore): %v", err)
+	}
+	waitUntil(t, "the restored counter to count on", func() bool { _, m := c.readCounter(restored); return m > n })
+	if tok, m := c.readCounter(restored); tok != token || m <= n {
+		t.Errorf("restored counter: token %q count %d; before: token %q count %d", tok, m, token, n)
+	}
+	// The listener came back in the new pod's network namespace, with
+	// the process's memory.
+	if got := c.askServer(podID); got != token {
+		t.Errorf("the restored server answers %q, want the token %q", got, token)
+	}
+	if _, err := os.Stat(location); err != nil {
+		t.Errorf("the restore changed the archive: %v", err)
+	}
+	// The restored container is the new container's: it stops, and its
+	// pod goes, with nothing left (the harness checks cgroups and mounts).
+	c.mustCrictl("stop", restored)
+	c.mustCrictl("rmp", "-f", podID)
+}
+
+// askServer connects to counterScript's server in the pod and returns its
+// answer, "" if there is none.
+func (c *crid) askServer(podID string) string {
+	c.t.Helper()
+	ip := c.podIP(podID)
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "8080"), 10*time.Second)
+	if err != nil {
+		c.t.Logf("dial the server: %v", err)
+		return ""
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	b, _ := io.ReadAll(conn)
+	return strings.TrimSpace(string(b))
+}
+
+// counterScript is a shell loop that counts, in memory, with a token drawn
+// once at its start, and writes "token count" to /count; prefix runs first.
+// A TCP server on port 8080 answers each connection with the token.
+func counterScript(prefix string) string {
+	return prefix + "tok=$(cat /proc/sys/kernel/random/uuid); nc -ll -p 8080 -e echo \"$tok\" & " +
+		"i=0; while true; do i=$((i+1)); echo \"$tok $i\" > /count; sleep 0.05; done"
+}
+
+// readCounter reads a counterScript's file: its token and count.
+func (c *crid) readCounter(id string) (string, int) {
+	out, err := c.crictl("exec", "-s", id, "cat", "/count")
+	if err != nil {
+		c.t.Logf("read the count: %v: %s", err, out)
+		return "", 0
+	}
+	tok, count, _ := strings.Cut(strings.TrimSpace(out), " ")
+	n, _ := strconv.Atoi(count)
+	return tok, n
 }
 
 // TestCheckpointDeadline: a dump that outlives the request's timeout is
@@ -250,12 +356,8 @@ exec runc "$@"
 	}
 	c := newCrid(t, rig(t), "--config", cfg)
 	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
-	_, ctrID := c.runPod("deadline", "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.05; done")
-	count := func() int {
-		out, _ := c.crictl("exec", "-s", ctrID, "cat", "/count")
-		n, _ := strconv.Atoi(strings.TrimSpace(out))
-		return n
-	}
+	_, ctrID := c.runPod("deadline", counterScript(""))
+	count := func() int { _, n := c.readCounter(ctrID); return n }
 	waitUntil(t, "the counter counts", func() bool { return count() > 0 })
 
 	location := filepath.Join(t.TempDir(), "deadline.tar")
@@ -280,4 +382,15 @@ exec runc "$@"
 	if entries, _ := os.ReadDir(filepath.Join(c.state, "checkpoints")); len(entries) != 0 {
 		t.Errorf("work dirs left behind: %v", entries)
 	}
+}
+
+// podIP is the pod's IP address, from PodSandboxStatus.
+func (c *crid) podIP(podID string) string {
+	c.t.Helper()
+	rt := runtimeapi.NewRuntimeServiceClient(dial(c.t, c.sock))
+	resp, err := rt.PodSandboxStatus(ctx(c.t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return resp.GetStatus().GetNetwork().GetIp()
 }

@@ -49,6 +49,8 @@ if [ "$suite" = full ] || [ "$suite" = critest ]; then
 		[ "$suite" = full ] && step "e2e, $d driver" e2e "$d" .
 		step "critest, $d driver" critest "$d" ""
 	done
+elif [ "$suite" = e2e ]; then
+	step "e2e, systemd driver" e2e systemd "$(cat "$top/e2e-run")"
 else
 	step "e2e, systemd driver" e2e systemd "$focused"
 	step "e2e, cgroupfs driver" e2e cgroupfs 'TestCgroupResources|TestUpdatePodSandboxResources|TestOOMKilled|TestPodLifecycle|TestStatsMetricsEvents'

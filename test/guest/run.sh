@@ -10,11 +10,13 @@
 #                              # AppArmor specs, with each cgroup driver
 #   test/guest/run.sh full     # that and every end-to-end test, with each
 #                              # cgroup driver (hours under emulation)
+#   test/guest/run.sh e2e REGEX  # the end-to-end tests REGEX matches, with
+#                              # the systemd driver (while working on them)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH" GOFLAGS=-buildvcs=false
 suite=${1:-focused}
-case "$suite" in focused | critest | full) ;; *) echo "usage: $0 [focused|critest|full]"; exit 2 ;; esac
+case "$suite" in focused | critest | full) ;; e2e) [ -n "${2:-}" ] || { echo "usage: $0 e2e REGEX"; exit 2; } ;; *) echo "usage: $0 [focused|critest|full|e2e REGEX]"; exit 2 ;; esac
 
 for tool in qemu-system-x86_64 qemu-img debootstrap mkfs.ext4 debugfs; do
 	command -v "$tool" >/dev/null || {
@@ -54,8 +56,9 @@ ln "$bin/crid" "$bin/rig" "$bin/crictl" "$bin/critest" "$in/src/_output/bin/"
 cp _output/bin/kubelet "$in/src/_output/bin/"
 cp test/guest/node.sh "$in/run.sh"
 echo "$suite" >"$in/suite"
+[ "$suite" = e2e ] && echo "$2" >"$in/e2e-run"
 
-case "$suite" in focused) timeout=2400 ;; critest) timeout=5400 ;; full) timeout=14400 ;; esac
+case "$suite" in focused | e2e) timeout=2400 ;; critest) timeout=5400 ;; full) timeout=14400 ;; esac
 rc=0
 bash test/guest/boot.sh "$in" "$out" "$timeout" || rc=$?
 [ -f "$out/log" ] && grep -E '^(==|--) ' "$out/log" || true

@@ -1,0 +1,163 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	"github.com/containerd/errdefs"
+
+	"github.com/crid-project/crid/internal/cgroup"
+	"github.com/crid-project/crid/internal/checkpoint"
+	"github.com/crid-project/crid/internal/oci"
+	"github.com/crid-project/crid/internal/steps"
+)
+
+// maxArchiveBytes bounds what a checkpoint archive may unpack to: CRIU's
+// images hold the container's memory, so this is about the largest
+// container memory a node restores.
+const maxArchiveBytes = 64 << 30
+
+// restoreSource is the checkpoint archive a container is restored from.
+type restoreSource struct {
+	archive string
+	config  metadata.ContainerConfig
+}
+
+// imageRef is the image the checkpointed container was made from.
+func (r *restoreSource) imageRef() string {
+	if r.config.RootfsImageRef != "" {
+		return r.config.RootfsImageRef
+	}
+	return r.config.RootfsImageName
+}
+
+// restoreSourceOf reads the archive a CreateContainer names in place of an
+// image (an absolute path, as CRI-O takes it): the container is then made
+// from the checkpointed container's image, its writable layer put back,
+// and StartContainer restores its processes instead of starting it. nil:
+// ref is an image reference.
+func (m *Manager) restoreSourceOf(ref string) (*restoreSource, error) {
+	if !filepath.IsAbs(ref) {
+		return nil, nil
+	}
+	if m.cfg.CheckpointOff != nil {
+		return nil, fmt.Errorf("restore from %s: %w: %w", ref, m.cfg.CheckpointOff, errdefs.ErrFailedPrecondition)
+	}
+	f, err := os.Open(ref)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("checkpoint archive %s: %w", ref, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint archive %s: %w", ref, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("checkpoint archive %s is not a regular file: %w", ref, errdefs.ErrInvalidArgument)
+	}
+	cfg, err := checkpoint.ReadConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint archive %s: %w: %w", ref, err, errdefs.ErrInvalidArgument)
+	}
+	return &restoreSource{archive: ref, config: cfg}, nil
+}
+
+// restoreDir holds a restored container's unpacked checkpoint.
+func (m *Manager) restoreDir(id string) string { return filepath.Join(m.layerDir(id), "checkpoint") }
+
+// restoreFiles unpacks the archive beside the container's writable layer
+// and puts the checkpointed container's changes back into its rootfs.
+func (m *Manager) restoreFiles(ctx context.Context, id string, src *restoreSource) error {
+	dir := m.restoreDir(id)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.Open(src.archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a, err := checkpoint.Open(ctx, f, dir, maxArchiveBytes)
+	if err != nil {
+		return fmt.Errorf("checkpoint archive %s: %w: %w", src.archive, err, errdefs.ErrInvalidArgument)
+	}
+	if a.Config.ID != src.config.ID {
+		return fmt.Errorf("checkpoint archive %s changed while it was read: %w", src.archive, errdefs.ErrInvalidArgument)
+	}
+	return a.ApplyRootfsDiff(ctx, m.rootfsDir(id))
+}
+
+// restoreStep is the start of a container made from a checkpoint: the
+// monitor runs `runtime restore`, and the container runs once it returns.
+func (m *Manager) restoreStep(c Container, h oci.Handler, monitorCgroup string) steps.Step[Container] {
+	var pid int
+	cfg := c.ContainerConfig()
+	return steps.Step[Container]{
+		Name:   stepRuntime,
+		Intent: func(v *Container) { v.MonitorCgroup = monitorCgroup },
+		Make: func(ctx context.Context, rec Container) error {
+			var err error
+			pid, err = m.rt.Create(ctx, oci.CreateOptions{
+				ID: c.ID, Handler: h, Bundle: m.bundleDir(c.ID), LogPath: c.LogPath,
+				Terminal: cfg.GetTty(), Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(),
+				CgroupParent: rec.MonitorCgroup,
+				Restore: &oci.RestoreOptions{
+					ImageDir: filepath.Join(c.Restore, metadata.CheckpointDirectory), CRIUDir: m.cfg.CRIUDir,
+				},
+			})
+			return err
+		},
+		Made: func(v *Container) {
+			v.Pid = pid
+			started(v)
+		},
+	}
+}
+
+// settleRestore finishes a restore that was begun but not confirmed (it
+// failed, or crid stopped during it), from what the runtime says: running
+// (confirm it), gone (forget it, so a retry can restore), or anything else
+// (the container is recorded exited; its removal deletes what is left).
+func (m *Manager) settleRestore(ctx context.Context, c Container) error {
+	h, err := m.handler(c.Handler)
+	if err != nil {
+		return err
+	}
+	st, err := m.rt.State(ctx, c.ID, h)
+	switch {
+	case errdefs.IsNotFound(err):
+		_, err := m.steps.Undo(ctx, c.ID, c, steps.Undoers[Container]{stepRuntime: {
+			Do: func(context.Context, Container) error {
+				if c.MonitorCgroup == "" {
+					return nil
+				}
+				return cgroup.Remove(c.MonitorCgroup)
+			},
+			Forget: func(v *Container) { v.MonitorCgroup = "" },
+		}})
+		return err
+	case err != nil:
+		return err
+	case st.Status == "running":
+		_, err := m.steps.Confirm(c.ID, stepRuntime, func(v *Container) {
+			v.Pid = st.Pid
+			started(v)
+		})
+		return err
+	}
+	if _, err := m.steps.Confirm(c.ID, stepRuntime, nil); err != nil {
+		return err
+	}
+	m.markExited(c.ID, 255, "Error", "the restore from a checkpoint did not complete", c.CreatedAt)
+	return nil
+}
+
+// restorePending: a container made from a checkpoint that was not started
+// yet has no monitor and no runtime state to look after.
+func restorePending(c *Container) bool { return c.Restore != "" && !c.Steps.Has(stepRuntime) }

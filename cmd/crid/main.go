@@ -236,6 +236,7 @@ func serve(cfg config.Config, driverSource string, reload func() (config.Config,
 	}
 	checkpointOff, criuDir := checkpointState(ctx, cfg, log)
 	containers, err = container.New(container.Config{
+		Version:        version,
 		RootDir:        cfg.Root,
 		StateDir:       cfg.State,
 		CgroupDriver:   cgroup.Driver(cfg.CgroupDriver),

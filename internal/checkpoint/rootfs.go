@@ -144,10 +144,21 @@ func (a *Archive) ApplyRootfsDiff(ctx context.Context, rootfs string) error {
 			return fmt.Errorf("restore the rootfs: remove %s: %w", name, err)
 		}
 	}
-	f, err := os.Open(filepath.Join(a.Dir, metadata.RootFsDiffTar))
-	if os.IsNotExist(err) {
+	src := filepath.Join(a.Dir, metadata.RootFsDiffTar)
+	if _, err := os.Lstat(src); os.IsNotExist(err) {
 		return nil
 	}
+	return applyTar(ctx, src, rootfs)
+}
+
+// applyTar unpacks the tar at src over dir, inside an os.Root at dir.
+func applyTar(ctx context.Context, src, dir string) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	f, err := os.Open(src)
 	if err != nil {
 		return err
 	}
@@ -162,10 +173,10 @@ func (a *Archive) ApplyRootfsDiff(ctx context.Context, rootfs string) error {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", ErrBadArchive, metadata.RootFsDiffTar, err)
+			return fmt.Errorf("%w: %s: %v", ErrBadArchive, filepath.Base(src), err)
 		}
 		if err := applyEntry(root, tr, hdr); err != nil {
-			return fmt.Errorf("restore the rootfs: %s: %w", hdr.Name, err)
+			return fmt.Errorf("unpack %s: %s: %w", filepath.Base(src), hdr.Name, err)
 		}
 	}
 }

@@ -8,11 +8,7 @@ import (
 	"strings"
 	"time"
 
-	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
-
-	"github.com/crid-project/crid/internal/checkpoint"
-	"github.com/crid-project/crid/internal/oci"
 )
 
 // Checkpoint dumps running container id with CRIU, leaving it running, and
@@ -46,45 +42,10 @@ func (m *Manager) Checkpoint(ctx context.Context, id, location string) error {
 	}
 	log := m.log.With("container", c.ID, "pod", c.SandboxID)
 	start := time.Now()
-	dir := filepath.Join(m.cfg.StateDir, "checkpoints")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := m.dump(ctx, c, h, location); err != nil {
 		return err
 	}
-	work, err := os.MkdirTemp(dir, c.ID+"-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	images := filepath.Join(work, metadata.CheckpointDirectory)
-	if err := os.Mkdir(images, 0o700); err != nil {
-		return err
-	}
-	if err := m.rt.Checkpoint(ctx, c.ID, h, oci.CheckpointOptions{
-		ImageDir: images, WorkDir: work, LeaveRunning: true, CRIUDir: m.cfg.CRIUDir,
-	}); err != nil {
-		return err
-	}
-	dumped := time.Since(start)
-	err = checkpoint.WriteArchive(ctx, location, work, checkpoint.Container{
-		Config: metadata.ContainerConfig{
-			ID:              c.ID,
-			Name:            c.ContainerConfig().GetMetadata().GetName(),
-			RootfsImage:     c.ImageName,
-			RootfsImageRef:  c.ImageID.String(),
-			RootfsImageName: c.ImageName,
-			OCIRuntime:      h.Name,
-			CreatedTime:     c.CreatedAt,
-			CheckpointedAt:  time.Now(),
-		},
-		SpecFile: filepath.Join(m.bundleDir(c.ID), "config.json"),
-		ImageDir: images,
-		UpperDir: filepath.Join(m.layerDir(c.ID), "upper"),
-		LogFile:  c.LogPath,
-	})
-	if err != nil {
-		return fmt.Errorf("checkpoint container %s: %w", c.ID, err)
-	}
-	log.Info("container checkpointed", "location", location, "dump", dumped, "total", time.Since(start))
+	log.Info("container checkpointed", "location", location, "took", time.Since(start))
 	m.stage("checkpoint", time.Since(start))
 	return nil
 }

@@ -135,6 +135,8 @@ type Runtime interface {
 	State(ctx context.Context, id string, h oci.Handler) (oci.State, error)
 	UpdateResources(ctx context.Context, id string, h oci.Handler, res *specs.LinuxResources) error
 	Checkpoint(ctx context.Context, id string, h oci.Handler, opts oci.CheckpointOptions) error
+	Pause(ctx context.Context, id string, h oci.Handler) error
+	Resume(ctx context.Context, id string, h oci.Handler) error
 	ExecSync(ctx context.Context, id string, h oci.Handler, p *specs.Process, timeout time.Duration) (oci.ExecResult, error)
 	Exec(ctx context.Context, id string, h oci.Handler, p *specs.Process, opts oci.ExecOptions) (int32, error)
 	Attach(ctx context.Context, id string, opts oci.AttachOptions) error
@@ -175,6 +177,8 @@ type Config struct {
 	// CRIUDir holds the CRIU binary, named criu, that the OCI runtime runs
 	// (checkpoint.BinDir); "": the one in PATH.
 	CRIUDir string
+	// Version is crid's, written into pod checkpoints.
+	Version string
 }
 
 // Manager creates and tracks containers.

@@ -32,6 +32,12 @@ import (
 // create that is in flight or finished after its caller gave up returns the
 // same ID.
 func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig) (string, error) {
+	return m.createFrom(ctx, podID, cfg, cfg.GetImage().GetImage())
+}
+
+// createFrom creates a container from source: an image reference, or the
+// absolute path of a checkpoint archive to restore (see restore.go).
+func (m *Manager) createFrom(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, source string) (string, error) {
 	switch {
 	case podID == "":
 		return "", fmt.Errorf("pod_sandbox_id: required: %w", errdefs.ErrInvalidArgument)
@@ -65,7 +71,7 @@ func (m *Manager) Create(ctx context.Context, podID string, cfg *runtimeapi.Cont
 	if existing != "" {
 		return existing, nil
 	}
-	restore, err := m.restoreSourceOf(cfg.GetImage().GetImage())
+	restore, err := m.restoreSourceOf(source)
 	if err != nil {
 		res.Done(err, false)
 		return "", err
@@ -153,7 +159,10 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			return fmt.Errorf("runtime handler %q cannot restore a checkpoint: its runtime has no 'restore --manage-cgroups-mode ignore' (runc 1.2 or later): %w",
 				h.Name, errdefs.ErrFailedPrecondition)
 		}
-		c.ImageName = restore.config.RootfsImageName
+		if filepath.IsAbs(c.ImageName) {
+			// The archive's path stood for the image (CRI-O's way).
+			c.ImageName = restore.config.RootfsImageName
+		}
 		c.Restore = m.restoreDir(id)
 	}
 	if r := cfg.GetLinux().GetResources(); r != nil {

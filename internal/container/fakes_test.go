@@ -66,6 +66,10 @@ type fakeRuntime struct {
 	checkpointErr error
 	checkpoints   int
 	restores      int
+	// ops logs pauses, checkpoints and resumes: "pause <id>" and so on.
+	ops []string
+	// pauseErr fails Pause of that container.
+	pauseErr map[string]error
 
 	exits    chan string
 	monExits chan string
@@ -295,18 +299,42 @@ func (f *fakeRuntime) UpdateResources(context.Context, string, oci.Handler, *spe
 func (f *fakeRuntime) Checkpoint(_ context.Context, id string, _ oci.Handler, opts oci.CheckpointOptions) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c, ok := f.ctrs[id]; !ok || c.status != "running" {
+	if c, ok := f.ctrs[id]; !ok || (c.status != "running" && c.status != "paused") {
 		return fmt.Errorf("container %s is not running", id)
 	}
 	if f.checkpointErr != nil {
 		return f.checkpointErr
 	}
 	f.checkpoints++
+	f.ops = append(f.ops, "checkpoint "+id)
 	for name, data := range map[string]string{"inventory.img": "inventory", "pages-1.img": "memory of " + id, "stats-dump": "stats"} {
 		if err := os.WriteFile(filepath.Join(opts.ImageDir, name), []byte(data), 0o600); err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+func (f *fakeRuntime) Pause(_ context.Context, id string, _ oci.Handler) error {
+	return f.setPaused(id, "pause", "running", "paused")
+}
+
+func (f *fakeRuntime) Resume(_ context.Context, id string, _ oci.Handler) error {
+	return f.setPaused(id, "resume", "paused", "running")
+}
+
+func (f *fakeRuntime) setPaused(id, op, from, to string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.pauseErr[id]; err != nil && op == "pause" {
+		return err
+	}
+	c, ok := f.ctrs[id]
+	if !ok || c.status != from {
+		return fmt.Errorf("%s %s: not %s", op, id, from)
+	}
+	c.status = to
+	f.ops = append(f.ops, op+" "+id)
 	return nil
 }
 

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/crid-project/crid/internal/cgroup"
 	"github.com/crid-project/crid/internal/checkpoint"
@@ -161,3 +163,38 @@ func (m *Manager) settleRestore(ctx context.Context, c Container) error {
 // restorePending: a container made from a checkpoint that was not started
 // yet has no monitor and no runtime state to look after.
 func restorePending(c *Container) bool { return c.Restore != "" && !c.Steps.Has(stepRuntime) }
+
+// CreateRestored creates, in pod podID, a container to restore from the
+// archive of a pod checkpoint (RestorePod); want is what the checkpoint
+// recorded of the container. cfg, the restore-time configuration, must
+// describe the same process: the same image, command, arguments, working
+// directory and user; a mismatch is InvalidArgument and creates nothing.
+func (m *Manager) CreateRestored(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, archive string, want checkpoint.PodContainer) (string, error) {
+	img, err := m.images.Get(cfg.GetImage().GetImage())
+	if errdefs.IsNotFound(err) {
+		return "", fmt.Errorf("image %q is not present: pull it first: %w", cfg.GetImage().GetImage(), errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return "", err
+	}
+	got := checkpoint.PodContainer{
+		Name: want.Name, ID: want.ID, Image: img.ID.String(),
+		Command: cfg.GetCommand(), Args: cfg.GetArgs(), WorkingDir: cfg.GetWorkingDir(), User: configUser(cfg),
+	}
+	for _, d := range []struct {
+		what      string
+		got, want any
+		same      bool
+	}{
+		{"image", got.Image, want.Image, got.Image == want.Image},
+		{"command", got.Command, want.Command, slices.Equal(got.Command, want.Command)},
+		{"args", got.Args, want.Args, slices.Equal(got.Args, want.Args)},
+		{"working directory", got.WorkingDir, want.WorkingDir, got.WorkingDir == want.WorkingDir},
+		{"user (uid:gid:name)", got.User, want.User, got.User == want.User},
+	} {
+		if !d.same {
+			return "", fmt.Errorf("container %q: the %s %q is not the checkpointed %q: %w", want.Name, d.what, d.got, d.want, errdefs.ErrInvalidArgument)
+		}
+	}
+	return m.createFrom(ctx, podID, cfg, archive)
+}

@@ -273,6 +273,22 @@ func (r *Runtime) Start(ctx context.Context, id string, h Handler) error {
 	return nil
 }
 
+// Pause freezes the container's processes (the cgroup freezer).
+func (r *Runtime) Pause(ctx context.Context, id string, h Handler) error {
+	if _, err := runRuntime(ctx, h, nil, "pause", id); err != nil {
+		return fmt.Errorf("pause container %s: %w", id, r.mapErr(err))
+	}
+	return nil
+}
+
+// Resume thaws a paused container.
+func (r *Runtime) Resume(ctx context.Context, id string, h Handler) error {
+	if _, err := runRuntime(ctx, h, nil, "resume", id); err != nil {
+		return fmt.Errorf("resume container %s: %w", id, r.mapErr(err))
+	}
+	return nil
+}
+
 // Kill sends sig to the container's init, or with all to all its processes.
 func (r *Runtime) Kill(ctx context.Context, id string, h Handler, sig syscall.Signal, all bool) error {
 	args := []string{"kill"}

@@ -6,6 +6,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/crid-project/crid/internal/checkpoint"
 	"github.com/crid-project/crid/internal/container"
 	"github.com/crid-project/crid/internal/oci"
 	"github.com/crid-project/crid/internal/sandbox"
@@ -38,6 +39,8 @@ type containerService interface {
 	UpdateResources(ctx context.Context, id string, r *runtimeapi.LinuxContainerResources) error
 	ReopenLog(ctx context.Context, id string) error
 	Checkpoint(ctx context.Context, id, location string) error
+	CheckpointPod(ctx context.Context, podID, out string, ids []string, options map[string]string) error
+	CreateRestored(ctx context.Context, podID string, cfg *runtimeapi.ContainerConfig, archive string, want checkpoint.PodContainer) (string, error)
 	// CheckpointOff says why containers cannot be checkpointed; nil: they can.
 	CheckpointOff() error
 	SupportsRRO(handler string) bool

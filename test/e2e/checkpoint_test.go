@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"google.golang.org/grpc/codes"
@@ -148,7 +146,7 @@ func TestCheckpointContainer(t *testing.T) {
 	count := func() (string, int) { return c.readCounter(ctrID) }
 	waitUntil(t, "the counter counts", func() bool { _, n := count(); return n > 0 })
 	token, _ := count()
-	if got := c.askServer(podID); got != token {
+	if got := c.askServer(ctrID); got != token {
 		t.Fatalf("the server answers %q, want the token %q", got, token)
 	}
 
@@ -270,7 +268,7 @@ func TestCheckpointContainer(t *testing.T) {
 	}
 	// The listener came back in the new pod's network namespace, with
 	// the process's memory.
-	if got := c.askServer(podID); got != token {
+	if got := c.askServer(restored); got != token {
 		t.Errorf("the restored server answers %q, want the token %q", got, token)
 	}
 	if _, err := os.Stat(location); err != nil {
@@ -282,20 +280,16 @@ func TestCheckpointContainer(t *testing.T) {
 	c.mustCrictl("rmp", "-f", podID)
 }
 
-// askServer connects to counterScript's server in the pod and returns its
-// answer, "" if there is none.
-func (c *crid) askServer(podID string) string {
+// askServer asks counterScript's server in container id, over the pod's
+// loopback, and returns its answer, "" if there is none.
+func (c *crid) askServer(id string) string {
 	c.t.Helper()
-	ip := c.podIP(podID)
-	conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, "8080"), 10*time.Second)
+	out, err := c.crictl("exec", "-s", id, "nc", "127.0.0.1", "8080")
 	if err != nil {
-		c.t.Logf("dial the server: %v", err)
+		c.t.Logf("ask the server: %v: %s", err, out)
 		return ""
 	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(30 * time.Second))
-	b, _ := io.ReadAll(conn)
-	return strings.TrimSpace(string(b))
+	return strings.TrimSpace(out)
 }
 
 // counterScript is a shell loop that counts, in memory, with a token drawn
@@ -382,15 +376,4 @@ exec runc "$@"
 	if entries, _ := os.ReadDir(filepath.Join(c.state, "checkpoints")); len(entries) != 0 {
 		t.Errorf("work dirs left behind: %v", entries)
 	}
-}
-
-// podIP is the pod's IP address, from PodSandboxStatus.
-func (c *crid) podIP(podID string) string {
-	c.t.Helper()
-	rt := runtimeapi.NewRuntimeServiceClient(dial(c.t, c.sock))
-	resp, err := rt.PodSandboxStatus(ctx(c.t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	return resp.GetStatus().GetNetwork().GetIp()
 }

@@ -101,6 +101,10 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		for _, c := range paused {
+			// A failed dump may have thawed its container already.
+			if st, err := m.rt.State(rctx, c.ID, handlers[c.ID]); err == nil && st.Status != "paused" {
+				continue
+			}
 			if err := m.rt.Resume(rctx, c.ID, handlers[c.ID]); err != nil {
 				log.Error("could not resume a container after the pod checkpoint", "container", c.ID, "err", err)
 				retErr = errors.Join(retErr, err)

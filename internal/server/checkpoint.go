@@ -86,6 +86,8 @@ func (s *Server) RestorePod(ctx context.Context, req *runtimeapi.RestorePodReque
 	handler := req.GetRuntimeHandler()
 	if handler == "" {
 		handler = s.containers.DefaultHandler()
+	} else if !slices.Contains(s.containers.HandlerNames(), handler) {
+		return nil, invalid("runtime_handler", "%q is not configured", handler)
 	}
 	manifest, _, err := checkpoint.ReadPod(ctx, dir, maxPodCheckpointBytes)
 	if errors.Is(err, checkpoint.ErrBadArchive) {

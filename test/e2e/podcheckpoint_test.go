@@ -12,7 +12,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -42,10 +41,7 @@ func podCheckpointSetup(t *testing.T, extraConfig string) (c *crid, rt runtimeap
 	c.mustCrictl("pull", "busybox")
 	podFile, ctrFile := c.podFiles("podckpt", "unused")
 	pod = &runtimeapi.PodSandboxConfig{}
-	b, _ := os.ReadFile(podFile)
-	if err := protojson.Unmarshal(b, pod); err != nil {
-		t.Fatal(err)
-	}
+	readJSON(t, podFile, pod)
 	resp, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: pod})
 	if err != nil {
 		t.Fatal(err)
@@ -53,10 +49,7 @@ func podCheckpointSetup(t *testing.T, extraConfig string) (c *crid, rt runtimeap
 	podID = resp.GetPodSandboxId()
 	for _, ctr := range []struct{ name, script string }{{"writer", podWriter}, {"reader", podReader}} {
 		cfg := &runtimeapi.ContainerConfig{}
-		b, _ := os.ReadFile(ctrFile)
-		if err := protojson.Unmarshal(b, cfg); err != nil {
-			t.Fatal(err)
-		}
+		readJSON(t, ctrFile, cfg)
 		cfg.Metadata.Name, cfg.Command, cfg.LogPath = ctr.name, []string{"sh", "-c", ctr.script}, ctr.name+".log"
 		created, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: cfg, SandboxConfig: pod})
 		if err != nil {

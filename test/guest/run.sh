@@ -11,7 +11,8 @@
 #   test/guest/run.sh full     # that and every end-to-end test, with each
 #                              # cgroup driver (hours under emulation)
 #   test/guest/run.sh e2e REGEX  # the end-to-end tests REGEX matches, with
-#                              # the systemd driver (while working on them)
+#                              # the systemd driver (while working on them);
+#                              # CRID_E2E_BENCH=1 runs benchmarks among them
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="/usr/local/go/bin:$PATH" GOFLAGS=-buildvcs=false
@@ -57,6 +58,7 @@ cp _output/bin/kubelet "$in/src/_output/bin/"
 cp test/guest/node.sh "$in/run.sh"
 echo "$suite" >"$in/suite"
 [ "$suite" = e2e ] && echo "$2" >"$in/e2e-run"
+[ -n "${CRID_E2E_BENCH:-}" ] && echo "CRID_E2E_BENCH=$CRID_E2E_BENCH" >"$in/e2e-env"
 
 case "$suite" in focused | e2e) timeout=2400 ;; critest) timeout=5400 ;; full) timeout=14400 ;; esac
 rc=0

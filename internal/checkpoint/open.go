@@ -136,6 +136,22 @@ func writeEntry(root *os.Root, name string, r io.Reader, size int64) error {
 	return f.Close()
 }
 
+// DirReader streams dir, a checkpoint archive unpacked (the layer of a
+// checkpoint image), as the archive it was, for Open and ReadConfig: only
+// regular files and directories are taken.
+func DirReader(ctx context.Context, dir string) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() {
+		tw := tar.NewWriter(pw)
+		err := addTree(ctx, tw, dir, "")
+		if err == nil {
+			err = tw.Close()
+		}
+		pw.CloseWithError(err)
+	}()
+	return pr
+}
+
 // maxConfigDump bounds config.dump, read before anything is unpacked.
 const maxConfigDump = 1 << 20
 

@@ -11,7 +11,11 @@ import (
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/go-digest"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/crid-project/crid/internal/checkpoint"
+	"github.com/crid-project/crid/internal/image"
 )
 
 // archiveEntries lists a tar's entry names.
@@ -200,5 +204,61 @@ func TestRestore(t *testing.T) {
 	}
 	if h.rt.restores != 1 {
 		t.Errorf("restores: %d, want 1", h.rt.restores)
+	}
+}
+
+// A checkpoint image (the archive unpacked as its one layer, marked by an
+// annotation) restores like the archive: the kubelet sends its reference.
+func TestRestoreFromImage(t *testing.T) {
+	h := newHarness(t)
+	id := h.run("pod-a", "web")
+	if err := os.WriteFile(filepath.Join(h.m.rootfsDir(id), "new"), []byte("n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "web.tar")
+	if err := h.m.Checkpoint(bg, id, archive); err != nil {
+		t.Fatal(err)
+	}
+	layer := t.TempDir()
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = checkpoint.Open(bg, f, layer, 1<<30)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	diffID := digest.FromString("checkpoint layer")
+	h.images.layers[diffID] = layer
+	h.images.more = map[string]image.Image{
+		"checkpoint:web": {ID: digest.FromString("checkpoint image"), Layers: []digest.Digest{diffID},
+			Annotations: map[string]string{"io.kubernetes.cri-o.annotations.checkpoint.name": "web"}},
+		"two-layers:web": {ID: digest.FromString("two layers"), Layers: []digest.Digest{diffID, diffID},
+			Annotations: map[string]string{metadata.CheckpointAnnotationName: "web"}},
+	}
+	h.m.handlers().restore["runc"] = true
+
+	cfg := ctrConfig("web2")
+	cfg.Image.Image = "two-layers:web"
+	if _, err := h.m.Create(bg, "pod-b", cfg); !errdefs.IsInvalidArgument(err) {
+		t.Errorf("a checkpoint image of two layers: %v", err)
+	}
+	cfg.Image.Image = "checkpoint:web"
+	restored, err := h.m.Create(bg, "pod-b", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(h.m.rootfsDir(restored), "new")); err != nil || string(b) != "n" {
+		t.Errorf("the checkpointed file: %q, %v", b, err)
+	}
+	if c := h.record(restored); c.ImageID != h.images.img.ID || c.ImageName == "checkpoint:web" {
+		t.Errorf("the restored container's image: %s (%s), want the checkpointed container's", c.ImageName, c.ImageID)
+	}
+	if err := h.m.Start(bg, restored); err != nil {
+		t.Fatal(err)
+	}
+	if h.rt.restores != 1 {
+		t.Errorf("restores: %d", h.rt.restores)
 	}
 }

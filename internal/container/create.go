@@ -71,10 +71,13 @@ func (m *Manager) createFrom(ctx context.Context, podID string, cfg *runtimeapi.
 	if existing != "" {
 		return existing, nil
 	}
-	restore, err := m.restoreSourceOf(source)
+	restore, err := m.restoreSourceOf(ctx, source)
 	if err != nil {
 		res.Done(err, false)
 		return "", err
+	}
+	if restore != nil {
+		restore.namesImage = source == cfg.GetImage().GetImage()
 	}
 	err = m.create(ctx, id, name, &sb, cfg, false, restore)
 	res.Done(err, ctx.Err() != nil)
@@ -153,14 +156,13 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 	if restore != nil {
 		if restore.config.OCIRuntime != "" && restore.config.OCIRuntime != h.Name {
 			return fmt.Errorf("the checkpoint in %s was taken with runtime handler %q, the pod runs %q: %w",
-				restore.archive, restore.config.OCIRuntime, h.Name, errdefs.ErrFailedPrecondition)
+				restore.origin, restore.config.OCIRuntime, h.Name, errdefs.ErrFailedPrecondition)
 		}
 		if !m.handlers().restore[h.Name] {
 			return fmt.Errorf("runtime handler %q cannot restore a checkpoint: its runtime has no 'restore --manage-cgroups-mode ignore' (runc 1.2 or later): %w",
 				h.Name, errdefs.ErrFailedPrecondition)
 		}
-		if filepath.IsAbs(c.ImageName) {
-			// The archive's path stood for the image (CRI-O's way).
+		if restore.namesImage {
 			c.ImageName = restore.config.RootfsImageName
 		}
 		c.Restore = m.restoreDir(id)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,10 +24,15 @@ import (
 // container memory a node restores.
 const maxArchiveBytes = 64 << 30
 
-// restoreSource is the checkpoint archive a container is restored from.
+// restoreSource is the checkpoint a container is restored from.
 type restoreSource struct {
-	archive string
-	config  metadata.ContainerConfig
+	origin string // the archive's path, or the checkpoint image's reference
+	// open reads the archive (a checkpoint image's layer as a tar).
+	open   func(ctx context.Context) (io.ReadCloser, error)
+	config metadata.ContainerConfig
+	// namesImage: the source stood in the config for the image, so the
+	// container's image is the checkpointed container's.
+	namesImage bool
 }
 
 // imageRef is the image the checkpointed container was made from.
@@ -37,34 +43,63 @@ func (r *restoreSource) imageRef() string {
 	return r.config.RootfsImageName
 }
 
-// restoreSourceOf reads the archive a CreateContainer names in place of an
-// image (an absolute path, as CRI-O takes it): the container is then made
-// from the checkpointed container's image, its writable layer put back,
-// and StartContainer restores its processes instead of starting it. nil:
-// ref is an image reference.
-func (m *Manager) restoreSourceOf(ref string) (*restoreSource, error) {
-	if !filepath.IsAbs(ref) {
-		return nil, nil
+// checkpointImageAnnotations mark a checkpoint image (an OCI image whose
+// one layer is a checkpoint archive unpacked) in its manifest: CRI-O's
+// name, which the Kubernetes documentation's buildah recipe sets, and
+// checkpointctl's.
+var checkpointImageAnnotations = []string{"io.kubernetes.cri-o.annotations.checkpoint.name", metadata.CheckpointAnnotationName}
+
+// restoreSourceOf reads the checkpoint a CreateContainer names in place of
+// an image: the absolute path of an archive (as CRI-O takes it), or a
+// checkpoint image. The container is then made from the checkpointed
+// container's image, its writable layer put back, and StartContainer
+// restores its processes instead of starting it. nil: ref is an image to
+// run.
+func (m *Manager) restoreSourceOf(ctx context.Context, ref string) (*restoreSource, error) {
+	src := &restoreSource{origin: ref}
+	off := func() error {
+		return fmt.Errorf("restore from %s: %w: %w", ref, m.cfg.CheckpointOff, errdefs.ErrFailedPrecondition)
 	}
-	if m.cfg.CheckpointOff != nil {
-		return nil, fmt.Errorf("restore from %s: %w: %w", ref, m.cfg.CheckpointOff, errdefs.ErrFailedPrecondition)
+	if filepath.IsAbs(ref) {
+		if m.cfg.CheckpointOff != nil {
+			return nil, off()
+		}
+		f, err := os.Open(ref)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("checkpoint archive %s: %w", ref, errdefs.ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint archive %s: %w", ref, err)
+		}
+		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, fmt.Errorf("checkpoint archive %s is not a regular file: %w", ref, errdefs.ErrInvalidArgument)
+		}
+		f.Close()
+		src.open = func(context.Context) (io.ReadCloser, error) { return os.Open(ref) }
+	} else {
+		img, err := m.images.Get(ref)
+		if err != nil || !slices.ContainsFunc(checkpointImageAnnotations, func(a string) bool { return img.Annotations[a] != "" }) {
+			return nil, nil // an image to run, or one the create reports missing
+		}
+		if len(img.Layers) != 1 {
+			return nil, fmt.Errorf("checkpoint image %s has %d layers, not one: %w", ref, len(img.Layers), errdefs.ErrInvalidArgument)
+		}
+		if m.cfg.CheckpointOff != nil {
+			return nil, off()
+		}
+		dir := m.images.LayerDir(img.Layers[0])
+		src.open = func(ctx context.Context) (io.ReadCloser, error) { return checkpoint.DirReader(ctx, dir), nil }
 	}
-	f, err := os.Open(ref)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("checkpoint archive %s: %w", ref, errdefs.ErrNotFound)
-	}
+	r, err := src.open(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint archive %s: %w", ref, err)
+		return nil, err
 	}
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("checkpoint archive %s is not a regular file: %w", ref, errdefs.ErrInvalidArgument)
+	defer r.Close()
+	if src.config, err = checkpoint.ReadConfig(r); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w: %w", ref, err, errdefs.ErrInvalidArgument)
 	}
-	cfg, err := checkpoint.ReadConfig(f)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint archive %s: %w: %w", ref, err, errdefs.ErrInvalidArgument)
-	}
-	return &restoreSource{archive: ref, config: cfg}, nil
+	return src, nil
 }
 
 // restoreDir holds a restored container's unpacked checkpoint.
@@ -80,17 +115,17 @@ func (m *Manager) restoreFiles(ctx context.Context, id string, src *restoreSourc
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	f, err := os.Open(src.archive)
+	r, err := src.open(ctx)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	a, err := checkpoint.Open(ctx, f, dir, maxArchiveBytes)
+	defer r.Close()
+	a, err := checkpoint.Open(ctx, r, dir, maxArchiveBytes)
 	if err != nil {
-		return fmt.Errorf("checkpoint archive %s: %w: %w", src.archive, err, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("checkpoint %s: %w: %w", src.origin, err, errdefs.ErrInvalidArgument)
 	}
 	if a.Config.ID != src.config.ID {
-		return fmt.Errorf("checkpoint archive %s changed while it was read: %w", src.archive, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("checkpoint %s changed while it was read: %w", src.origin, errdefs.ErrInvalidArgument)
 	}
 	return a.ApplyRootfsDiff(ctx, m.rootfsDir(id))
 }

@@ -205,6 +205,7 @@ func (s *Service) fetch(ctx context.Context, named reference.Named, topDigest di
 		ManifestDigest: digest.Digest(manifestDigest.String()),
 		Layers:         diffIDs,
 		User:           cfg.Config.User,
+		Annotations:    manifest.Annotations,
 		Pulled:         time.Now().UTC(),
 	}
 	refs := []string{named.Name() + "@" + topDigest.String()}

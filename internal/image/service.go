@@ -45,8 +45,10 @@ type Image struct {
 	ManifestDigest digest.Digest   `json:"manifestDigest"`
 	Layers         []digest.Digest `json:"layers"` // diffIDs, bottom first
 	User           string          `json:"user,omitempty"`
-	Size           int64           `json:"size"` // unpacked bytes of all layers
-	Pulled         time.Time       `json:"pulled"`
+	// Annotations are the manifest's: a checkpoint image is marked there.
+	Annotations map[string]string `json:"annotations,omitempty"`
+	Size        int64             `json:"size"` // unpacked bytes of all layers
+	Pulled      time.Time         `json:"pulled"`
 }
 
 // Layer is the stored record of one unpacked layer.

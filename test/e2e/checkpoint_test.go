@@ -278,6 +278,30 @@ func TestCheckpointContainer(t *testing.T) {
 	// pod goes, with nothing left (the harness checks cgroups and mounts).
 	c.mustCrictl("stop", restored)
 	c.mustCrictl("rmp", "-f", podID)
+
+	// The kubelet's way: a checkpoint image (the archive as its one layer,
+	// marked by CRI-O's annotation, as the Kubernetes documentation builds
+	// it with buildah), pushed to a registry and named in CreateContainer.
+	ref := pushCheckpointImage(t, location, "ckpt")
+	c.mustCrictl("pull", ref)
+	podID = strings.TrimSpace(c.mustCrictl("runp", podCfg))
+	cfg.Image = &runtimeapi.ImageSpec{Image: ref}
+	created, err = rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: &cfg, SandboxConfig: &pod})
+	if err != nil {
+		t.Fatalf("CreateContainer from the checkpoint image: %v", err)
+	}
+	fromImage := created.GetContainerId()
+	if _, err := rt.StartContainer(ctx(t), &runtimeapi.StartContainerRequest{ContainerId: fromImage}); err != nil {
+		t.Fatalf("StartContainer (restore from the image): %v", err)
+	}
+	waitUntil(t, "the counter restored from the image to count on", func() bool { _, m := c.readCounter(fromImage); return m > n })
+	if tok, _ := c.readCounter(fromImage); tok != token {
+		t.Errorf("restored from the image: token %q, want %q", tok, token)
+	}
+	if st := c.containerStatus(fromImage); !strings.Contains(st.GetImage().GetImage(), "busybox") {
+		t.Errorf("the container restored from the image runs image %q, want the checkpointed busybox", st.GetImage().GetImage())
+	}
+	c.mustCrictl("rmp", "-f", podID)
 }
 
 // askServer asks counterScript's server in container id, over the pod's

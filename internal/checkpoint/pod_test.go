@@ -56,7 +56,9 @@ func TestReadPod(t *testing.T) {
 		name   string
 		tamper func(dir string) error
 	}{
-		{"a changed byte", func(d string) error { return os.WriteFile(filepath.Join(d, "containers/a.tar"), []byte("archive A"), 0o600) }},
+		{"a changed byte", func(d string) error {
+			return os.WriteFile(filepath.Join(d, "containers/a.tar"), []byte("archive A"), 0o600)
+		}},
 		{"truncated", func(d string) error { return os.Truncate(filepath.Join(d, "containers/b2.tar"), 3) }},
 		{"a file missing", func(d string) error { return os.Remove(filepath.Join(d, PodShmTar)) }},
 		{"an extra file", func(d string) error { return os.WriteFile(filepath.Join(d, "containers/c.tar"), nil, 0o600) }},

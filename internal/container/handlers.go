@@ -21,20 +21,21 @@ type handlerSet struct {
 	rro map[string]bool
 	// userns: the handler can run pods in a user namespace of their own.
 	userns map[string]bool
-	// restore: the handler can restore a checkpoint (see runtimeCaps).
-	restore map[string]bool
+	// restore, skipInFlight: see runtimeCaps.
+	restore, skipInFlight map[string]bool
 }
 
 // newHandlerSet reads each handler's runtime features. A handler runs pods
 // in a user namespace when its runtime can idmap mounts (the pod's
 // volumes) and crid can idmap the layers on this host (idmapLayers).
 func newHandlerSet(hs map[string]oci.Handler, def string, idmapLayers bool) *handlerSet {
-	s := &handlerSet{byName: maps.Clone(hs), def: def, rro: map[string]bool{}, userns: map[string]bool{}, restore: map[string]bool{}}
+	s := &handlerSet{byName: maps.Clone(hs), def: def, rro: map[string]bool{}, userns: map[string]bool{}, restore: map[string]bool{}, skipInFlight: map[string]bool{}}
 	for name, h := range hs {
 		f := runtimeFeatures(h.Path)
 		s.rro[name] = f.rro
 		s.userns[name] = f.idmap && idmapLayers
 		s.restore[name] = f.restore
+		s.skipInFlight[name] = f.skipInFlight
 	}
 	return s
 }

@@ -88,13 +88,20 @@ type runtimeCaps struct {
 	// checkpointed container's cgroup and puts them there (seen with runc
 	// 1.1 on cgroup v2), where the new container cannot kill them.
 	restore bool
+	// skipInFlight: `checkpoint --tcp-skip-in-flight` (runc 1.2). A
+	// connection a frozen pod has not accepted yet fails a dump without
+	// it; with it the connection is left out (its client sees a reset).
+	skipInFlight bool
 }
 
 // runtimeFeatures asks an OCI runtime what it supports (`runc features`,
 // runtime-spec's features document). A runtime that cannot say supports
 // nothing optional.
 func runtimeFeatures(path string) runtimeCaps {
-	c := runtimeCaps{restore: restoreIgnoresCgroups(path)}
+	c := runtimeCaps{
+		restore:      helpLine(path, "restore", "--manage-cgroups-mode", "ignore"),
+		skipInFlight: helpLine(path, "checkpoint", "--tcp-skip-in-flight", ""),
+	}
 	out, err := exec.Command(path, "features").Output()
 	if err != nil {
 		return c
@@ -110,16 +117,17 @@ func runtimeFeatures(path string) runtimeCaps {
 	return c
 }
 
-// restoreIgnoresCgroups asks the runtime's restore help whether it has the
-// ignore cgroups mode: the features document does not list CRIU's options.
-func restoreIgnoresCgroups(path string) bool {
-	out, err := exec.Command(path, "restore", "--help").Output()
+// helpLine reports whether the runtime's help for a subcommand has the
+// option, with want on its line: the features document does not list
+// CRIU's options.
+func helpLine(path, subcommand, option, want string) bool {
+	out, err := exec.Command(path, subcommand, "--help").Output()
 	if err != nil {
 		return false
 	}
 	for line := range strings.Lines(string(out)) {
-		if strings.Contains(line, "--manage-cgroups-mode") {
-			return strings.Contains(line, "ignore")
+		if strings.Contains(line, option) {
+			return strings.Contains(line, want)
 		}
 	}
 	return false

@@ -33,3 +33,26 @@ func TestHugetlbController(t *testing.T) {
 		t.Error("unified without hugetlb: got true")
 	}
 }
+
+func TestRuntimeCRIUOptions(t *testing.T) {
+	dir := t.TempDir()
+	for name, help := range map[string]string{
+		// runc 1.1's help and runc 1.5's, cut down.
+		"runc11": "   --tcp-established  allow open tcp connections\n   --manage-cgroups-mode value  cgroups mode: 'soft' (default), 'full' and 'strict'\n",
+		"runc15": "   --tcp-skip-in-flight  skip in-flight tcp connections\n   --manage-cgroups-mode value  cgroups mode: soft|full|strict|ignore (default: soft)\n",
+	} {
+		script := "#!/bin/sh\n[ \"$2\" = --help ] && printf '%s' \"" + help + "\"\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, want := range map[string]runtimeCaps{
+		"runc11": {},
+		"runc15": {restore: true, skipInFlight: true},
+		"none":   {},
+	} {
+		if got := runtimeFeatures(filepath.Join(dir, name)); got != want {
+			t.Errorf("%s: %+v, want %+v", name, got, want)
+		}
+	}
+}

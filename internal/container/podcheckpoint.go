@@ -192,6 +192,7 @@ func (m *Manager) dump(ctx context.Context, c Container, h oci.Handler, path str
 	}
 	if err := m.rt.Checkpoint(ctx, c.ID, h, oci.CheckpointOptions{
 		ImageDir: images, WorkDir: work, LeaveRunning: true, CRIUDir: m.cfg.CRIUDir,
+		SkipInFlight: m.handlers().skipInFlight[h.Name],
 	}); err != nil {
 		return err
 	}

@@ -19,6 +19,9 @@ type CheckpointOptions struct {
 	// LeaveRunning keeps the container running after the dump, as the
 	// kubelet's checkpoint expects.
 	LeaveRunning bool
+	// SkipInFlight leaves out connections not yet accepted (the runtime
+	// must have --tcp-skip-in-flight) instead of failing on them.
+	SkipInFlight bool
 	// CRIUDir holds the CRIU binary the runtime runs, named criu: the
 	// runtime finds CRIU in PATH, where this directory comes first. ""
 	// leaves PATH as it is.
@@ -37,6 +40,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, id string, h Handler, opts Che
 		"--tcp-established", "--file-locks"}
 	if opts.LeaveRunning {
 		args = append(args, "--leave-running")
+	}
+	if opts.SkipInFlight {
+		args = append(args, "--tcp-skip-in-flight")
 	}
 	args = append(args, id)
 	cmd := runtimeCmd(ctx, h, args...)

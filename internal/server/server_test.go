@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,15 +99,29 @@ func unaryMethods() map[string]grpc.MethodDesc {
 	return out
 }
 
+// withoutService are the RPCs of the services newTestServer leaves out.
+var withoutService = map[string]bool{
+	"Exec": true, "Attach": true, "PortForward": true, "ListContainerStats": true, "ContainerStats": true,
+	"ListPodSandboxStats": true, "PodSandboxStats": true, "ListMetricDescriptors": true, "ListPodSandboxMetrics": true,
+}
+
 func TestEveryMethodAnswersEmptyRequest(t *testing.T) {
 	s := newTestServer(t)
+	streams := len(runtimeapi.RuntimeService_ServiceDesc.Streams) + len(runtimeapi.ImageService_ServiceDesc.Streams)
+	if n := len(unaryMethods()) + streams; n != 43 {
+		t.Errorf("the CRI v1 services have %d RPCs, this test knows 43", n)
+	}
 	for name, m := range unaryMethods() {
 		_, err := call(s, m, name, nil)
 		if _, ok := status.FromError(err); !ok {
 			t.Errorf("%s: error %v is not a gRPC status", name, err)
 		}
-		switch status.Code(err) {
-		case codes.OK, codes.InvalidArgument, codes.Unimplemented, codes.NotFound:
+		// The test server has no streaming and stats services, which crid
+		// always has; every other RPC answers (none is Unimplemented).
+		_, method, _ := strings.Cut(name[1:], "/")
+		switch code := status.Code(err); {
+		case code == codes.OK, code == codes.InvalidArgument, code == codes.NotFound:
+		case code == codes.Unimplemented && withoutService[method]:
 		default:
 			t.Errorf("%s with an empty request: %v", name, err)
 		}

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moby/sys/capability"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
@@ -102,7 +104,7 @@ func runtimeFeatures(path string) runtimeCaps {
 		restore:      helpLine(path, "restore", "--manage-cgroups-mode", "ignore"),
 		skipInFlight: helpLine(path, "checkpoint", "--tcp-skip-in-flight", ""),
 	}
-	out, err := exec.Command(path, "features").Output()
+	out, err := probe(path, "features")
 	if err != nil {
 		return c
 	}
@@ -117,11 +119,22 @@ func runtimeFeatures(path string) runtimeCaps {
 	return c
 }
 
+// probe runs the runtime to ask it something, bounded: a runtime that hangs
+// must not hang crid's start (what it would have said counts as absent).
+func probe(path string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	// A child the runtime left behind may hold the output pipe open.
+	cmd.WaitDelay = time.Second
+	return cmd.Output()
+}
+
 // helpLine reports whether the runtime's help for a subcommand has the
 // option, with want on its line: the features document does not list
 // CRIU's options.
 func helpLine(path, subcommand, option, want string) bool {
-	out, err := exec.Command(path, subcommand, "--help").Output()
+	out, err := probe(path, subcommand, "--help")
 	if err != nil {
 		return false
 	}

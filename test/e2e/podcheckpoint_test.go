@@ -297,7 +297,7 @@ func flipByte(t *testing.T, path string) {
 func TestCheckpointPodDeadline(t *testing.T) {
 	dir := t.TempDir()
 	wrapper := filepath.Join(dir, "runc-hang")
-	script := "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = checkpoint ] && exec sleep 3600; done\nexec runc \"$@\"\n"
+	script := "#!/bin/sh\ncase \" $* \" in *\" --help \"*) exec runc \"$@\" ;; esac\nfor a in \"$@\"; do [ \"$a\" = checkpoint ] && exec sleep 3600; done\nexec runc \"$@\"\n"
 	criu := filepath.Join(dir, "criu")
 	for path, data := range map[string]string{wrapper: script, criu: "#!/bin/sh\n[ \"$1\" = check ] && echo 'Looks good.'\n"} {
 		if err := os.WriteFile(path, []byte(data), 0o755); err != nil {

@@ -57,20 +57,29 @@ func (m *Manager) CheckpointOff() error { return m.cfg.CheckpointOff }
 // checkLocation accepts an absolute, clean path in an existing directory,
 // which is not a directory itself: the archive is written there.
 func checkLocation(location string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("checkpoint location %q %s: %w", location, why, errdefs.ErrInvalidArgument)
-	}
-	switch {
-	case location == "":
-		return bad("is empty")
-	case !filepath.IsAbs(location) || filepath.Clean(location) != location || strings.ContainsRune(location, 0):
-		return bad("is not an absolute, clean path")
+	if err := checkCleanPath("checkpoint location", location); err != nil {
+		return err
 	}
 	if fi, err := os.Stat(filepath.Dir(location)); err != nil || !fi.IsDir() {
-		return bad("is not in an existing directory")
+		return badPath("checkpoint location", location, "is not in an existing directory")
 	}
 	if fi, err := os.Lstat(location); err == nil && !fi.Mode().IsRegular() {
-		return bad("exists and is not a regular file")
+		return badPath("checkpoint location", location, "exists and is not a regular file")
 	}
 	return nil
+}
+
+// checkCleanPath accepts a non-empty, absolute, clean path.
+func checkCleanPath(what, p string) error {
+	switch {
+	case p == "":
+		return badPath(what, p, "is empty")
+	case !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.ContainsRune(p, 0):
+		return badPath(what, p, "is not an absolute, clean path")
+	}
+	return nil
+}
+
+func badPath(what, p, why string) error {
+	return fmt.Errorf("%s %q %s: %w", what, p, why, errdefs.ErrInvalidArgument)
 }

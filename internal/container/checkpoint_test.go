@@ -163,7 +163,7 @@ func TestRestore(t *testing.T) {
 	if n := len(h.m.recs.List(nil)); n != 0 {
 		t.Fatalf("bad sources left %d records", n)
 	}
-	h.m.handlers().restore["runc"] = true
+	h.canRestore()
 
 	restored, err := h.m.Create(bg, "pod-b", cfg)
 	if err != nil {
@@ -181,7 +181,7 @@ func TestRestore(t *testing.T) {
 	}
 	// A restart before the start: nothing to adopt, still startable.
 	h.restart()
-	h.m.handlers().restore["runc"] = true
+	h.canRestore()
 	h.m.Recover(bg)
 	if s := criState(t, h.m, restored); s != runtimeapi.ContainerState_CONTAINER_CREATED {
 		t.Fatalf("after a restart: %v", s)
@@ -237,7 +237,7 @@ func TestRestoreFromImage(t *testing.T) {
 		"two-layers:web": {ID: digest.FromString("two layers"), Layers: []digest.Digest{diffID, diffID},
 			Annotations: map[string]string{metadata.CheckpointAnnotationName: "web"}},
 	}
-	h.m.handlers().restore["runc"] = true
+	h.canRestore()
 
 	cfg := ctrConfig("web2")
 	cfg.Image.Image = "two-layers:web"

@@ -158,7 +158,7 @@ func (m *Manager) create(ctx context.Context, id, name string, sb *sandbox.Sandb
 			return fmt.Errorf("the checkpoint in %s was taken with runtime handler %q, the pod runs %q: %w",
 				restore.origin, restore.config.OCIRuntime, h.Name, errdefs.ErrFailedPrecondition)
 		}
-		if !m.handlers().restore[h.Name] {
+		if !m.criuCaps(h.Name).restore {
 			return fmt.Errorf("runtime handler %q cannot restore a checkpoint: its runtime has no 'restore --manage-cgroups-mode ignore' (runc 1.2 or later): %w",
 				h.Name, errdefs.ErrFailedPrecondition)
 		}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/containerd/errdefs"
 
@@ -21,26 +22,33 @@ type handlerSet struct {
 	rro map[string]bool
 	// userns: the handler can run pods in a user namespace of their own.
 	userns map[string]bool
-	// restore, skipInFlight: see runtimeCaps.
-	restore, skipInFlight map[string]bool
+	// criu asks the handler's runtime for its CRIU options, once.
+	criu map[string]func() criuCaps
 }
 
 // newHandlerSet reads each handler's runtime features. A handler runs pods
 // in a user namespace when its runtime can idmap mounts (the pod's
 // volumes) and crid can idmap the layers on this host (idmapLayers).
 func newHandlerSet(hs map[string]oci.Handler, def string, idmapLayers bool) *handlerSet {
-	s := &handlerSet{byName: maps.Clone(hs), def: def, rro: map[string]bool{}, userns: map[string]bool{}, restore: map[string]bool{}, skipInFlight: map[string]bool{}}
+	s := &handlerSet{byName: maps.Clone(hs), def: def, rro: map[string]bool{}, userns: map[string]bool{}, criu: map[string]func() criuCaps{}}
 	for name, h := range hs {
 		f := runtimeFeatures(h.Path)
 		s.rro[name] = f.rro
 		s.userns[name] = f.idmap && idmapLayers
-		s.restore[name] = f.restore
-		s.skipInFlight[name] = f.skipInFlight
+		s.criu[name] = sync.OnceValue(func() criuCaps { return runtimeCRIU(h.Path) })
 	}
 	return s
 }
 
 func (m *Manager) handlers() *handlerSet { return m.hset.Load() }
+
+// criuCaps are the named handler's runtime's CRIU options.
+func (m *Manager) criuCaps(handler string) criuCaps {
+	if f, ok := m.handlers().criu[handler]; ok {
+		return f()
+	}
+	return criuCaps{}
+}
 
 // SetHandlers replaces the runtime handlers (a configuration reload): new
 // pods and containers get the new set at once. A handler that existing

@@ -172,6 +172,12 @@ func (h *harness) run(pod, name string) string {
 	return id
 }
 
+// canRestore makes the harness's handler one whose runtime can restore
+// (its /bin/true cannot say).
+func (h *harness) canRestore() {
+	h.m.handlers().criu["runc"] = func() criuCaps { return criuCaps{restore: true} }
+}
+
 // record returns the stored record, of any state.
 func (h *harness) record(id string) Container {
 	h.t.Helper()

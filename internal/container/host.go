@@ -84,6 +84,12 @@ func readHostFacts() (hostFacts, error) {
 type runtimeCaps struct {
 	rro   bool // recursively read-only bind mounts
 	idmap bool // idmapped bind mounts (runc 1.2, crun 1.9)
+}
+
+// criuCaps are the CRIU options of an OCI runtime that crid uses. They are
+// asked for at the first checkpoint or restore, not at start: each is a
+// run of the runtime, and crid's start is on the kubelet's path.
+type criuCaps struct {
 	// restore: `restore --manage-cgroups-mode ignore` (runc 1.2). A
 	// restore must put the processes into the new container's cgroup,
 	// where the runtime puts CRIU; in the other modes CRIU re-creates the
@@ -100,10 +106,7 @@ type runtimeCaps struct {
 // runtime-spec's features document). A runtime that cannot say supports
 // nothing optional.
 func runtimeFeatures(path string) runtimeCaps {
-	c := runtimeCaps{
-		restore:      helpLine(path, "restore", "--manage-cgroups-mode", "ignore"),
-		skipInFlight: helpLine(path, "checkpoint", "--tcp-skip-in-flight", ""),
-	}
+	var c runtimeCaps
 	out, err := probe(path, "features")
 	if err != nil {
 		return c
@@ -117,6 +120,14 @@ func runtimeFeatures(path string) runtimeCaps {
 		c.idmap = l.MountExtensions.IDMap.Enabled != nil && *l.MountExtensions.IDMap.Enabled
 	}
 	return c
+}
+
+// runtimeCRIU asks an OCI runtime which of the CRIU options crid uses it has.
+func runtimeCRIU(path string) criuCaps {
+	return criuCaps{
+		restore:      helpLine(path, "restore", "--manage-cgroups-mode", "ignore"),
+		skipInFlight: helpLine(path, "checkpoint", "--tcp-skip-in-flight", ""),
+	}
 }
 
 // probe runs the runtime to ask it something, bounded: a runtime that hangs

@@ -46,12 +46,12 @@ func TestRuntimeCRIUOptions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for name, want := range map[string]runtimeCaps{
+	for name, want := range map[string]criuCaps{
 		"runc11": {},
 		"runc15": {restore: true, skipInFlight: true},
 		"none":   {},
 	} {
-		if got := runtimeFeatures(filepath.Join(dir, name)); got != want {
+		if got := runtimeCRIU(filepath.Join(dir, name)); got != want {
 			t.Errorf("%s: %+v, want %+v", name, got, want)
 		}
 	}

@@ -45,7 +45,7 @@ func (m *Manager) startLocked(ctx context.Context, id string) error {
 		}
 		c, _ = m.recs.Get(id)
 	}
-	if c.Restore != "" && c.Steps.Has(stepRuntime) && !c.Steps.Done(stepRuntime) {
+	if restoreCut(&c) {
 		// The same for a restore.
 		if err := m.settleRestore(ctx, c); err != nil {
 			return err

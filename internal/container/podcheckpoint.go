@@ -17,14 +17,16 @@ import (
 
 	"github.com/crid-project/crid/internal/checkpoint"
 	"github.com/crid-project/crid/internal/oci"
+	"github.com/crid-project/crid/internal/sandbox"
 )
 
 // CheckpointPod writes one consistent checkpoint of containers ids, all
 // running in pod podID, into out, an existing empty directory
 // (internal/checkpoint has the layout). Every container is paused before
 // any is dumped and stays paused until all are dumped and their files
-// written; all are resumed before it returns, also on an error or once ctx
-// (the caller's deadline) is done. On an error out is emptied again.
+// written; all are resumed before the manifest is summed and before it
+// returns, also on an error or once ctx (the caller's deadline) is done.
+// On an error out is emptied again.
 // options must be empty: crid has none.
 func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []string, options map[string]string) (retErr error) {
 	if m.cfg.CheckpointOff != nil {
@@ -45,7 +47,7 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 	}
 	sorted := slices.Clone(ids)
 	slices.Sort(sorted)
-	if i := slices.IndexFunc(sorted[1:], func(id string) bool { return id == "" }); sorted[0] == "" || i >= 0 {
+	if slices.Contains(sorted, "") {
 		return fmt.Errorf("container_ids: an ID is empty: %w", errdefs.ErrInvalidArgument)
 	}
 	if len(slices.Compact(slices.Clone(sorted))) != len(sorted) {
@@ -94,49 +96,13 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 		}
 	}()
 
-	var paused []Container
-	defer func() {
-		// Resumed whatever happened, past the caller's deadline too: a
-		// pod is never left frozen.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		for _, c := range paused {
-			// A failed dump may have thawed its container already.
-			if st, err := m.rt.State(rctx, c.ID, handlers[c.ID]); err == nil && st.Status != "paused" {
-				continue
-			}
-			if err := m.rt.Resume(rctx, c.ID, handlers[c.ID]); err != nil {
-				log.Error("could not resume a container after the pod checkpoint", "container", c.ID, "err", err)
-				retErr = errors.Join(retErr, err)
-			}
-		}
-		log.Info("pod containers resumed", "frozen", time.Since(start))
-	}()
-	for _, c := range ctrs {
-		if err := m.rt.Pause(ctx, c.ID, handlers[c.ID]); err != nil {
-			return fmt.Errorf("checkpoint pod %s: %w", sb.ID, err)
-		}
-		paused = append(paused, c)
-	}
 	manifest := checkpoint.PodManifest{
 		Crid: m.cfg.Version, PodID: sb.ID, Handler: handlers[ctrs[0].ID].Name, CheckpointedAt: time.Now(),
 	}
-	if err := os.Mkdir(filepath.Join(out, "containers"), 0o700); err != nil {
-		return err
+	if manifest.Containers, err = m.dumpFrozen(ctx, sb, ctrs, handlers, out); err != nil {
+		return fmt.Errorf("checkpoint pod %s: %w", sb.ID, err)
 	}
-	for _, c := range ctrs {
-		name := c.ContainerConfig().GetMetadata().GetName()
-		rel, _ := checkpoint.ContainerArchive(name)
-		if err := m.dump(ctx, c, handlers[c.ID], filepath.Join(out, rel)); err != nil {
-			return fmt.Errorf("checkpoint pod %s: %w", sb.ID, err)
-		}
-		manifest.Containers = append(manifest.Containers, podContainer(c))
-	}
-	if shm := sb.Shm(); shm != "/dev/shm" {
-		if err := checkpoint.WriteShm(ctx, shm, filepath.Join(out, checkpoint.PodShmTar)); err != nil {
-			return fmt.Errorf("checkpoint pod %s: /dev/shm: %w", sb.ID, err)
-		}
-	}
+	log.Info("pod containers resumed", "frozen", time.Since(start))
 	podCfg, err := protojson.Marshal(sb.PodConfig())
 	if err != nil {
 		return err
@@ -150,6 +116,51 @@ func (m *Manager) CheckpointPod(ctx context.Context, podID, out string, ids []st
 	log.Info("pod checkpointed", "output", out, "containers", len(ctrs), "took", time.Since(start))
 	m.stage("checkpoint_pod", time.Since(start))
 	return nil
+}
+
+// dumpFrozen pauses every container, then dumps each and writes its
+// archive into out, and the pod's /dev/shm, while all stay paused: one cut
+// of the pod's memory and files. It resumes them all before it returns,
+// whatever happened, past ctx's deadline too: a pod is never left frozen.
+func (m *Manager) dumpFrozen(ctx context.Context, sb sandbox.Sandbox, ctrs []Container, handlers map[string]oci.Handler, out string) (dumped []checkpoint.PodContainer, retErr error) {
+	var paused []Container
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for _, c := range paused {
+			// A failed dump may have thawed its container already.
+			if st, err := m.rt.State(rctx, c.ID, handlers[c.ID]); err == nil && st.Status != "paused" {
+				continue
+			}
+			if err := m.rt.Resume(rctx, c.ID, handlers[c.ID]); err != nil {
+				m.log.Error("could not resume a container after the pod checkpoint", "pod", sb.ID, "container", c.ID, "err", err)
+				retErr = errors.Join(retErr, err)
+			}
+		}
+	}()
+	for _, c := range ctrs {
+		if err := m.rt.Pause(ctx, c.ID, handlers[c.ID]); err != nil {
+			return nil, err
+		}
+		paused = append(paused, c)
+	}
+	for _, c := range ctrs {
+		rel, _ := checkpoint.ContainerArchive(c.ContainerConfig().GetMetadata().GetName())
+		path := filepath.Join(out, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		if err := m.dump(ctx, c, handlers[c.ID], path); err != nil {
+			return nil, err
+		}
+		dumped = append(dumped, podContainer(c))
+	}
+	if shm := sb.Shm(); shm != "/dev/shm" {
+		if err := checkpoint.WriteShm(ctx, shm, filepath.Join(out, checkpoint.PodShmTar)); err != nil {
+			return nil, fmt.Errorf("/dev/shm: %w", err)
+		}
+	}
+	return dumped, nil
 }
 
 // podContainer is what a pod checkpoint records of c for its restore.
@@ -192,7 +203,7 @@ func (m *Manager) dump(ctx context.Context, c Container, h oci.Handler, path str
 	}
 	if err := m.rt.Checkpoint(ctx, c.ID, h, oci.CheckpointOptions{
 		ImageDir: images, WorkDir: work, LeaveRunning: true, CRIUDir: m.cfg.CRIUDir,
-		SkipInFlight: m.handlers().skipInFlight[h.Name],
+		SkipInFlight: m.criuCaps(h.Name).skipInFlight,
 	}); err != nil {
 		return err
 	}
@@ -221,21 +232,14 @@ func (m *Manager) dump(ctx context.Context, c Container, h oci.Handler, path str
 // checkOutputDir accepts an absolute, clean path of an existing, empty
 // directory (not a symlink to one): a pod checkpoint is written there.
 func checkOutputDir(dir string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("output_path %q %s: %w", dir, why, errdefs.ErrInvalidArgument)
+	if err := checkCleanPath("output_path", dir); err != nil {
+		return err
 	}
-	switch {
-	case dir == "":
-		return bad("is empty")
-	case !filepath.IsAbs(dir) || filepath.Clean(dir) != dir || strings.ContainsRune(dir, 0):
-		return bad("is not an absolute, clean path")
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil || !fi.IsDir() {
-		return bad("is not an existing directory")
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return badPath("output_path", dir, "is not an existing directory")
 	}
 	if entries, err := os.ReadDir(dir); err != nil || len(entries) > 0 {
-		return bad("is not empty")
+		return badPath("output_path", dir, "is not empty")
 	}
 	return nil
 }

@@ -105,7 +105,7 @@ func TestCheckpointPod(t *testing.T) {
 	// refused, creating nothing.
 	want := manifest.Containers[slices.IndexFunc(manifest.Containers, func(c checkpoint.PodContainer) bool { return c.Name == "web" })]
 	archive := filepath.Join(out, "containers", "web.tar")
-	h.m.handlers().restore["runc"] = true
+	h.canRestore()
 	before := len(h.m.recs.List(nil))
 	for _, edit := range []func(*runtimeapi.ContainerConfig){
 		func(c *runtimeapi.ContainerConfig) { c.Command = []string{"sh"} },

@@ -93,7 +93,7 @@ func (m *Manager) adopt(ctx context.Context, c Container) error {
 			return err
 		}
 	}
-	if c.Restore != "" && c.Steps.Has(stepRuntime) && !c.Steps.Done(stepRuntime) {
+	if restoreCut(&c) {
 		if err := m.settleRestore(ctx, c); err != nil {
 			return err
 		}

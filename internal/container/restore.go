@@ -64,18 +64,16 @@ func (m *Manager) restoreSourceOf(ctx context.Context, ref string) (*restoreSour
 		if m.cfg.CheckpointOff != nil {
 			return nil, off()
 		}
-		f, err := os.Open(ref)
+		fi, err := os.Stat(ref)
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("checkpoint archive %s: %w", ref, errdefs.ErrNotFound)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint archive %s: %w", ref, err)
 		}
-		if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-			f.Close()
+		if !fi.Mode().IsRegular() {
 			return nil, fmt.Errorf("checkpoint archive %s is not a regular file: %w", ref, errdefs.ErrInvalidArgument)
 		}
-		f.Close()
 		src.open = func(context.Context) (io.ReadCloser, error) { return os.Open(ref) }
 	} else {
 		img, err := m.images.Get(ref)
@@ -193,6 +191,11 @@ func (m *Manager) settleRestore(ctx context.Context, c Container) error {
 	}
 	m.markExited(c.ID, 255, "Error", "the restore from a checkpoint did not complete", c.CreatedAt)
 	return nil
+}
+
+// restoreCut: a restore was begun and not confirmed (settleRestore).
+func restoreCut(c *Container) bool {
+	return c.Restore != "" && c.Steps.Has(stepRuntime) && !c.Steps.Done(stepRuntime)
 }
 
 // restorePending: a container made from a checkpoint that was not started

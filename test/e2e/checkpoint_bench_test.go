@@ -27,11 +27,7 @@ func TestCheckpointBenchmark(t *testing.T) {
 	if why := criuCheck(); why != "" {
 		t.Skipf("criu check: %s", why)
 	}
-	cfgFile := filepath.Join(t.TempDir(), "crid.toml")
-	if err := os.WriteFile(cfgFile, []byte("[runtimes.runc]\npath = \"/usr/local/libexec/crid/runc\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := newCrid(t, rig(t), "--config", cfgFile)
+	c := newCrid(t, rig(t), "--config", configFile(t, restoringRunc))
 	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
 	c.mustCrictl("pull", "busybox")
 	var rows []string

@@ -32,6 +32,20 @@ func criuCheck() string {
 	return ""
 }
 
+// restoringRunc configures runc 1.5 (hack/install-deps.sh) as the runc
+// handler's runtime: Debian's runc 1.1 cannot restore.
+const restoringRunc = "[runtimes.runc]\npath = \"/usr/local/libexec/crid/runc\"\n"
+
+// configFile writes a crid configuration file and returns its path.
+func configFile(t *testing.T, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "crid.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // untar unpacks the regular files of a tar at path into dir and returns
 // their names.
 func untar(t *testing.T, path, dir string) []string {
@@ -77,11 +91,7 @@ func TestCheckpointUnavailable(t *testing.T) {
 	extra := []string{}
 	if why == "" {
 		// CRIU works here: turn checkpointing off to see the same refusal.
-		cfg := filepath.Join(t.TempDir(), "crid.toml")
-		if err := os.WriteFile(cfg, []byte("[checkpoint]\nenable = \"off\"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		extra = append(extra, "--config", cfg)
+		extra = append(extra, "--config", configFile(t, "[checkpoint]\nenable = \"off\"\n"))
 	}
 	c := newCrid(t, rig(t), extra...)
 	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
@@ -133,11 +143,7 @@ func TestCheckpointContainer(t *testing.T) {
 	// The runtime is runc 1.5 (hack/install-deps.sh): Debian's runc 1.1
 	// has no `restore --manage-cgroups-mode ignore`, and crid refuses to
 	// restore with it (internal/container's TestRestore).
-	cfgFile := filepath.Join(t.TempDir(), "crid.toml")
-	if err := os.WriteFile(cfgFile, []byte("[runtimes.runc]\npath = \"/usr/local/libexec/crid/runc\"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c := newCrid(t, rig(t), "--config", cfgFile)
+	c := newCrid(t, rig(t), "--config", configFile(t, restoringRunc))
 	rt := runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
 	// A counter that keeps its count and a token drawn at its start in
 	// memory and writes both to a file of its root, which has lost one of

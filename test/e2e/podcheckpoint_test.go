@@ -30,13 +30,9 @@ const (
 )
 
 // podCheckpointSetup runs crid and a pod of a writer and a reader over gRPC.
-func podCheckpointSetup(t *testing.T, extraConfig string) (c *crid, rt runtimeapi.RuntimeServiceClient, pod *runtimeapi.PodSandboxConfig, podID string, cfgs []*runtimeapi.ContainerConfig, ids []string) {
+func podCheckpointSetup(t *testing.T, config string) (c *crid, rt runtimeapi.RuntimeServiceClient, pod *runtimeapi.PodSandboxConfig, podID string, cfgs []*runtimeapi.ContainerConfig, ids []string) {
 	t.Helper()
-	cfgFile := filepath.Join(t.TempDir(), "crid.toml")
-	if err := os.WriteFile(cfgFile, []byte(extraConfig), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c = newCrid(t, rig(t), "--config", cfgFile)
+	c = newCrid(t, rig(t), "--config", configFile(t, config))
 	rt = runtimeapi.NewRuntimeServiceClient(dial(t, c.sock))
 	c.mustCrictl("pull", "busybox")
 	podFile, ctrFile := c.podFiles("podckpt", "unused")
@@ -93,8 +89,7 @@ func TestCheckpointPodRestorePod(t *testing.T) {
 		}
 		t.Skipf("CRIU cannot dump here (criu check: %s); the guest VM runs this test", why)
 	}
-	// runc 1.5: see TestCheckpointContainer.
-	c, rt, pod, podID, cfgs, ids := podCheckpointSetup(t, "[runtimes.runc]\npath = \"/usr/local/libexec/crid/runc\"\n")
+	c, rt, pod, podID, cfgs, ids := podCheckpointSetup(t, restoringRunc)
 	reader := ids[1]
 	waitUntil(t, "the reader to hear the writer", func() bool { n, a := c.podState(reader); return n > 0 && a != "" })
 	_, token := c.podState(reader)

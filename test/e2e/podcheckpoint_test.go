@@ -19,13 +19,14 @@ import (
 // The two containers of the pod checkpoint tests. The writer counts in
 // memory with a token drawn at its start and puts "token count" in the
 // pod's /dev/shm; it serves the token on localhost:9000. The reader asks
-// the writer over localhost and keeps "count answer" of the shared file
+// the writer over localhost (giving up on a connection after 5 s, as a
+// client does: one the checkpoint cut is left hanging) and keeps "count answer" of the shared file
 // and the answer in /state. Each appends the uptime to its own file in
 // /dev/shm at every turn: the gaps show when it did not run.
 const (
 	podWriter = `tok=$(cat /proc/sys/kernel/random/uuid); nc -ll -p 9000 -e echo "$tok" & i=0; ` +
 		`while true; do i=$((i+1)); echo "$tok $i" > /dev/shm/count; read up _ < /proc/uptime; echo $up >> /dev/shm/writer.ts; sleep 0.05; done`
-	podReader = `while true; do a=$(nc 127.0.0.1 9000 </dev/null); ` +
+	podReader = `while true; do a=$(timeout 5 nc 127.0.0.1 9000 </dev/null); ` +
 		`read tok n < /dev/shm/count; echo "$n $a" > /state; read up _ < /proc/uptime; echo $up >> /dev/shm/reader.ts; sleep 0.05; done`
 )
 
